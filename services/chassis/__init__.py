@@ -1,0 +1,38 @@
+"""The chassis every Redline service is built on.
+
+``create_app`` builds the Litestar app, ``run`` reads settings from the
+environment and serves it. A service module holds only its routes, domain
+logic and SQL.
+"""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from services.chassis.app import ServiceContext, create_app, database_name
+from services.chassis.config import ServiceSettings, load_settings
+from services.chassis.db import Database
+from services.chassis.errors import DatabaseUnavailable, ProblemError, ServiceUnavailable
+from services.chassis.server import serve
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run(build: Callable[[S], Any], settings_cls: type[S]) -> None:
+    """Entry point of ``python -m services.<name>``: settings, app, serve."""
+    settings = load_settings(settings_cls)
+    serve(build(settings), settings)
+
+
+__all__ = [
+    "Database",
+    "DatabaseUnavailable",
+    "ProblemError",
+    "ServiceContext",
+    "ServiceSettings",
+    "ServiceUnavailable",
+    "create_app",
+    "database_name",
+    "load_settings",
+    "run",
+    "serve",
+]

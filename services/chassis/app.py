@@ -1,0 +1,145 @@
+"""The app factory every service calls: one way to build a Redline service.
+
+A service module holds its routes, domain logic and SQL; this factory adds the
+rest the same way for all of them: settings from the environment, telemetry,
+the database pool and its migrations, problem+json errors, OpenAPI, probes,
+and an orderly start-up and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
+
+from services.chassis.admin import FaultsController
+from services.chassis.config import ServiceSettings
+from services.chassis.db import Database, ensure_database
+from services.chassis.errors import exception_handlers
+from services.chassis.faults import FaultInjector, fault_middleware_factory
+from services.chassis.pgserver import EmbeddedPostgres
+from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
+
+_log = get_logger("chassis")
+
+Hook = Callable[["ServiceContext"], Awaitable[None]]
+
+
+@dataclass
+class ServiceContext:
+    """What a running service has: handed to its start-up/shutdown hooks and kept on app.state."""
+
+    name: str
+    settings: ServiceSettings
+    telemetry: TelemetryPlugin
+    db: Database | None = None
+    faults: FaultInjector = field(default_factory=FaultInjector)
+    # Service-specific objects (HTTP clients, background tasks) hooks put here.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def database_name(service: str) -> str:
+    return f"redline_{service}"
+
+
+async def _resolve_dsn(name: str, settings: ServiceSettings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    server = EmbeddedPostgres(Path(settings.embedded_pg_dir), port=settings.embedded_pg_port)
+    await asyncio.to_thread(server.ensure_running)
+    await ensure_database(server.dsn(), database_name(name))
+    _log.info("using embedded PostgreSQL", data_dir=str(server.data_dir), port=server.port)
+    return server.dsn(database_name(name))
+
+
+def create_app(
+    name: str,
+    *,
+    route_handlers: Sequence[ControllerRouterHandler],
+    settings: ServiceSettings,
+    migrations_dir: Path | None = None,
+    on_startup: Sequence[Hook] = (),
+    on_shutdown: Sequence[Hook] = (),
+    dependencies: dict[str, Provide] | None = None,
+    description: str = "",
+) -> Litestar:
+    telemetry = TelemetryPlugin(
+        TelemetryConfig(
+            service_name=name,
+            service_version=settings.version,
+            environment=settings.environment,
+            sample_ratio=settings.trace_sample_ratio,
+            log_level=settings.log_level,
+            instrument_asyncpg=migrations_dir is not None,
+        )
+    )
+    ctx = ServiceContext(name=name, settings=settings, telemetry=telemetry)
+
+    async def startup() -> None:
+        if migrations_dir is not None:
+            dsn = await _resolve_dsn(name, settings)
+            ctx.db = Database(
+                dsn,
+                name=name,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+                statement_timeout_seconds=settings.db_statement_timeout_seconds,
+                migrations_dir=migrations_dir,
+            )
+            telemetry.health.add_check(HealthCheck("postgres", ctx.db.ping))
+            await ctx.db.start()
+        for hook in on_startup:
+            await hook(ctx)
+        telemetry.health.mark_started()
+        _log.info("service started", host=settings.host, port=settings.port)
+
+    async def shutdown() -> None:
+        telemetry.health.mark_draining()
+        for hook in reversed(on_shutdown):
+            try:
+                await hook(ctx)
+            except Exception as exc:  # one failing hook must not skip the rest
+                _log.error("shutdown hook failed", exc_info=exc)
+        if ctx.db is not None:
+            await ctx.db.close()
+        _log.info("service stopped")
+        await telemetry.shutdown()  # last, so the lines above are flushed with it
+
+    def provide_db() -> Database:
+        if ctx.db is None:
+            raise RuntimeError(f"service {name} has no database")
+        return ctx.db
+
+    deps: dict[str, Provide] = {
+        "db": Provide(provide_db, sync_to_thread=False),
+        "ctx": Provide(lambda: ctx, sync_to_thread=False),
+    }
+    deps.update(dependencies or {})
+
+    app = Litestar(
+        route_handlers=[*route_handlers, FaultsController],
+        middleware=[fault_middleware_factory(ctx.faults)],
+        plugins=[telemetry],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        exception_handlers=exception_handlers(),
+        dependencies=deps,
+        openapi_config=OpenAPIConfig(
+            title=f"redline {name}",
+            version=settings.version,
+            description=description or None,
+            path="/schema",
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+        logging_config=None,  # the telemetry plugin owns logging
+    )
+    app.state.ctx = ctx
+    return app

@@ -1,0 +1,90 @@
+"""Run a service under uvicorn with a graceful, observable shutdown.
+
+On SIGTERM (or Ctrl-C):
+1. readiness turns 503 at once, while the listener stays open for
+   ``REDLINE_DRAIN_SECONDS`` so load balancers see it and stop routing here;
+2. uvicorn closes the listener and waits up to ``REDLINE_GRACEFUL_TIMEOUT_SECONDS``
+   for in-flight requests to finish;
+3. the lifespan shutdown runs the service's hooks, closes the pool and flushes
+   telemetry; the process exits 0.
+
+uvicorn re-raises the signal after a graceful stop (so the exit status is
+-15); a graceful stop is a success here, so this server does not.
+
+One worker per process: prometheus-client's multiprocess mode drops exemplars,
+so the platform scales by running more instances, each its own scrape target.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from services.chassis.config import ServiceSettings
+from telemetry import get_logger
+
+_log = get_logger("server")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float, on_drain: Any) -> None:
+        super().__init__(config)
+        self._drain_seconds = drain_seconds
+        self._on_drain = on_drain
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining:
+            # A second signal: stop waiting for in-flight requests.
+            if sig == signal.SIGINT or self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        self._draining = True
+        self._on_drain()
+        _log.info("draining", signal=signal.Signals(sig).name, drain_seconds=self._drain_seconds)
+        if self._drain_seconds > 0:
+            timer = threading.Timer(self._drain_seconds, self._begin_exit)
+            timer.daemon = True
+            timer.start()
+        else:
+            self._begin_exit()
+
+    def _begin_exit(self) -> None:
+        self.should_exit = True
+
+
+def serve(app: Any, settings: ServiceSettings) -> None:
+    """Serve ``app`` (a Litestar app built by ``create_app``) until stopped; exits the process."""
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
+        proxy_headers=False,
+        server_header=False,
+        date_header=True,
+        workers=1,
+    )
+    ctx = app.state.ctx
+    server = DrainingServer(
+        config,
+        drain_seconds=settings.drain_seconds,
+        on_drain=ctx.telemetry.health.mark_draining,
+    )
+    try:
+        server.run()
+    except OSError as exc:  # e.g. the port is taken
+        _log.error("cannot serve", error=str(exc), host=settings.host, port=settings.port)
+        sys.exit(1)
+    if not server.started:
+        sys.exit(3)
+    sys.exit(0)

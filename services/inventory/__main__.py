@@ -1,0 +1,3 @@
+from services.inventory.app import main
+
+main()

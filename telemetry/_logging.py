@@ -1,0 +1,185 @@
+"""Structured JSON logs: one structlog processor pipeline owned by this library.
+
+Every line is one JSON object on stdout. Lines written while a span is current
+carry ``trace_id`` and ``span_id`` as lower-case hex, the form Jaeger and the
+W3C ``traceparent`` header use, so a log line can be pasted into Jaeger's
+search. Standard-library loggers (uvicorn, asyncpg, the OpenTelemetry SDK) go
+through the same processors, so a service never configures logging itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
+
+import orjson
+import structlog
+from structlog._config import BoundLoggerLazyProxy
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+REDACTED = "[REDACTED]"
+
+# Keys whose values are never written, at any depth. Matched on the lower-cased
+# key with "-" read as "_", so "Authorization", "X-Api-Key" and "access_token" all hit.
+SECRET_KEYS: frozenset[str] = frozenset(
+    {
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "password",
+        "new_password",
+        "passwd",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "x_api_key",
+        "admin_token",
+        "jwt",
+    }
+)
+
+
+def _is_secret(key: str) -> bool:
+    k = key.lower().replace("-", "_")
+    return k in SECRET_KEYS or k.endswith(("_password", "_secret", "_token"))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: (REDACTED if _is_secret(str(k)) else _redact(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        # Header lists arrive as (name, value) pairs.
+        out = []
+        for item in value:
+            if (
+                isinstance(item, tuple | list)
+                and len(item) == 2
+                and isinstance(item[0], str | bytes)
+                and _is_secret(item[0].decode() if isinstance(item[0], bytes) else item[0])
+            ):
+                out.append((item[0], REDACTED))
+            else:
+                out.append(_redact(item))
+        return out
+    return value
+
+
+def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Replace the values of secret-looking keys, including nested dicts and header lists."""
+    for key in list(event_dict):
+        value = event_dict[key]
+        if _is_secret(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, Mapping | list | tuple):
+            event_dict[key] = _redact(value)
+    return event_dict
+
+
+def add_trace_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Add the current span's ids in the hex form Jaeger shows."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
+class AddStaticFields:
+    """Add fields that are the same on every line (service name, version, instance)."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self._fields = dict(fields)
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        for key, value in self._fields.items():
+            event_dict.setdefault(key, value)
+        return event_dict
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
+    return orjson.dumps(obj, default=default or str)
+
+
+def shared_processors(static_fields: Mapping[str, str]) -> list[Processor]:
+    """The processors both structlog and stdlib records pass through, in order."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        AddStaticFields(static_fields),
+        add_trace_context,
+        redact_secrets,
+    ]
+
+
+class _StdlibToStructlog(logging.Handler):
+    """Hand stdlib records to a structlog logger, so both share one pipeline and one stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._logger = structlog.get_logger()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            kw: MutableMapping[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                kw["exc_info"] = record.exc_info
+            self._logger.log(record.levelno, record.getMessage(), **kw)
+        except Exception:  # logging must never take the service down
+            self.handleError(record)
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    static_fields: Mapping[str, str] | None = None,
+    stream: Any = None,
+    quiet_loggers: Iterable[str] = ("uvicorn.access",),
+) -> None:
+    """Configure structlog and the stdlib root logger to write JSON lines.
+
+    Idempotent: calling it again replaces the configuration.
+    """
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    out = stream if stream is not None else sys.stdout.buffer
+    structlog.configure(
+        processors=[
+            *shared_processors(static_fields or {}),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.BytesLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [_StdlibToStructlog()]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+    # Our middleware writes one access line per request; uvicorn's would double it.
+    for name in quiet_loggers:
+        logging.getLogger(name).disabled = True
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger; ``name`` becomes the ``logger`` field.
+
+    Lazy, so module-level loggers pick up the configuration made later by the
+    plugin. (``structlog.get_logger(logger=...)`` cannot be used: ``logger`` is
+    a parameter name of ``wrap_logger``.)
+    """
+    return BoundLoggerLazyProxy(None, initial_values={"logger": name} if name else {},
+                                logger_factory_args=())

@@ -1,0 +1,163 @@
+"""The Litestar plugin: one line in a service's plugin list instruments it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response, get
+from litestar.config.app import AppConfig
+from litestar.plugins import InitPluginProtocol
+from prometheus_client import Gauge
+
+from telemetry._logging import configure_logging, get_logger
+from telemetry._metrics import REGISTRY, exposition
+from telemetry._middleware import TelemetryMiddleware
+from telemetry._probes import Health
+from telemetry._tracing import INSTANCE_ID, TracingSettings, configure_tracing
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+HEALTH_PATH = "/health"
+METRICS_PATH = "/metrics"
+
+EVENT_LOOP_LAG = Gauge(
+    "python_asyncio_event_loop_lag_seconds",
+    "How late the event loop ran a timer that was due, sampled twice a second.",
+    registry=REGISTRY,
+)
+
+_log = get_logger("telemetry")
+
+
+@dataclass
+class TelemetryConfig:
+    service_name: str
+    service_version: str = "0.0.0"
+    environment: str = "dev"
+    # Used when OTEL_TRACES_SAMPLER is unset: parent-based, this ratio for roots.
+    sample_ratio: float = 1.0
+    log_level: str = "INFO"
+    health_cache_seconds: float = 1.0
+    instrument_asyncpg: bool = True
+    # Probe and scrape traffic is neither traced nor counted in RED.
+    excluded_paths: frozenset[str] = field(
+        default_factory=lambda: frozenset({LIVE_PATH, READY_PATH, HEALTH_PATH, METRICS_PATH})
+    )
+    extra_span_processors: tuple[SpanProcessor, ...] = ()
+
+
+class TelemetryPlugin(InitPluginProtocol):
+    """Traces, RED metrics, JSON logs and probes for one Litestar app.
+
+    Logging and tracing are configured when the plugin is built, so that even
+    start-up failures are logged as JSON.
+    """
+
+    def __init__(self, config: TelemetryConfig) -> None:
+        self.config = config
+        self.health = Health(cache_seconds=config.health_cache_seconds)
+        configure_logging(
+            level=config.log_level,
+            static_fields={
+                "service": config.service_name,
+                "service_version": config.service_version,
+                "instance": INSTANCE_ID,
+            },
+        )
+        self.tracer_provider: TracerProvider = configure_tracing(
+            TracingSettings(
+                service_name=config.service_name,
+                service_version=config.service_version,
+                environment=config.environment,
+                sample_ratio=config.sample_ratio,
+            ),
+            extra_processors=config.extra_span_processors,
+        )
+        if config.instrument_asyncpg:
+            from telemetry._db import instrument_asyncpg
+
+            instrument_asyncpg(self.tracer_provider)
+        self._lag_task: asyncio.Task[None] | None = None
+        self._flushed = False
+        self.event_loop_lag = 0.0
+
+    # -- Litestar wiring -------------------------------------------------------------
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.route_handlers = [*app_config.route_handlers, *self._route_handlers()]
+        app_config.on_startup = [self._install_middleware, *app_config.on_startup,
+                                 self._after_startup]
+        return app_config
+
+    def _install_middleware(self, app: Litestar) -> None:
+        # Wrap the exception-handled router (where Litestar puts its own
+        # OpenTelemetry middleware) so 404/405 and router errors are seen too.
+        app.asgi_handler = TelemetryMiddleware(
+            app.asgi_handler, excluded_paths=self.config.excluded_paths
+        )
+
+    async def _after_startup(self) -> None:
+        self._lag_task = asyncio.create_task(self._watch_event_loop())
+        # Objects made during start-up live for the whole process; freezing them
+        # keeps the collector from rescanning them (15-18 ms full-GC pauses
+        # measured with the OpenTelemetry SDK loaded, 0.5 ms after freezing).
+        gc.collect()
+        gc.freeze()
+
+    async def _watch_event_loop(self) -> None:
+        interval = 0.5
+        while True:
+            due = time.perf_counter() + interval
+            await asyncio.sleep(interval)
+            self.event_loop_lag = max(0.0, time.perf_counter() - due)
+            EVENT_LOOP_LAG.set(self.event_loop_lag)
+
+    async def shutdown(self) -> None:
+        """Stop background work and flush spans; safe to call twice."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
+        if self._flushed:
+            return
+        self._flushed = True
+        # The exporter blocks on network I/O; keep the event loop free.
+        await asyncio.get_running_loop().run_in_executor(None, self.tracer_provider.shutdown)
+
+    def _route_handlers(self) -> list[Any]:
+        health = self.health
+        plugin = self
+
+        @get(METRICS_PATH, include_in_schema=False, sync_to_thread=False)
+        def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+            body, content_type = exposition(request.headers.get("accept"))
+            return Response(body, media_type=content_type)
+
+        @get(LIVE_PATH, include_in_schema=False, sync_to_thread=False)
+        def live() -> dict[str, Any]:
+            return {"status": "alive", "event_loop_lag_seconds": plugin.event_loop_lag}
+
+        @get(READY_PATH, include_in_schema=False)
+        async def ready() -> Response[dict[str, Any]]:
+            report = await health.report()
+            body: dict[str, Any] = {"status": "ready" if report.ready else "not_ready"}
+            if not report.ready:
+                body["reasons"] = report.reasons()
+            return Response(body, status_code=200 if report.ready else 503)
+
+        @get(HEALTH_PATH, include_in_schema=False)
+        async def health_detail() -> Response[dict[str, Any]]:
+            report = await health.report()
+            code = 503 if report.status == "unhealthy" else 200
+            return Response(report.as_dict(), status_code=code)
+
+        return [metrics, live, ready, health_detail]
