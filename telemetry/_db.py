@@ -31,7 +31,7 @@ def instrument_asyncpg(tracer_provider: Any) -> None:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "database")
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
-    AsyncPGInstrumentor().instrument(tracer_provider=tracer_provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
     _instrumented = True
 
 
@@ -74,19 +74,21 @@ def register_pool_collector(pool_name: str, stats: Callable[[], tuple[int, int, 
     def collect() -> Iterable[Metric]:
         used, idle, max_size, pending = stats()
         count = GaugeMetricFamily(
-            "db_client_connection_count",
+            "db_client_connections_usage",
             "Connections in the pool, by state (used or idle).",
-            labels=["db_client_connection_pool_name", "db_client_connection_state"],
+            labels=["pool_name", "state"],
         )
         count.add_metric([pool_name, "used"], used)
         count.add_metric([pool_name, "idle"], idle)
         yield count
         yield _single(
-            "db_client_connection_max", "The most connections the pool may open.",
-            pool_name, max_size,
+            "db_client_connections_max",
+            "The most connections the pool may open.",
+            pool_name,
+            max_size,
         )
         yield _single(
-            "db_client_connection_pending_requests",
+            "db_client_connections_pending_requests",
             "Callers waiting for a connection from the pool.",
             pool_name,
             pending,
@@ -96,6 +98,6 @@ def register_pool_collector(pool_name: str, stats: Callable[[], tuple[int, int, 
 
 
 def _single(name: str, doc: str, pool_name: str, value: float) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=["db_client_connection_pool_name"])
+    family = GaugeMetricFamily(name, doc, labels=["pool_name"])
     family.add_metric([pool_name], value)
     return family

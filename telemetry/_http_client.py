@@ -91,7 +91,10 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             if sc.trace_flags.sampled:
                 child.observe(
                     duration,
-                    {"trace_id": format(sc.trace_id, "032x"), "span_id": format(sc.span_id, "016x")},
+                    {
+                        "trace_id": format(sc.trace_id, "032x"),
+                        "span_id": format(sc.span_id, "016x"),
+                    },
                 )
             else:
                 child.observe(duration)

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 
 # `_created` series double the series count and Prometheus 2.x stores them as
 # ordinary gauges; nobody graphs them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Sub-millisecond to 10 s: the OTel default boundaries for
 # http.server.request.duration, plus 0.5 ms and 1 ms for in-memory routes.
@@ -76,8 +76,13 @@ HTTP_SERVER_ACTIVE = Gauge(
 HTTP_CLIENT_DURATION = Histogram(
     "http_client_request_duration_seconds",
     "Duration of outgoing HTTP requests, per downstream service and outcome.",
-    ["server_address", "peer_service", "http_request_method", "http_response_status_code",
-     "error_type"],
+    [
+        "server_address",
+        "peer_service",
+        "http_request_method",
+        "http_response_status_code",
+        "error_type",
+    ],
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )
@@ -97,7 +102,7 @@ DB_OPERATION_DURATION = Histogram(
 DB_CONNECTION_WAIT = Histogram(
     "db_client_connection_wait_time_seconds",
     "Time spent waiting to acquire a connection from the pool.",
-    ["db_client_connection_pool_name"],
+    ["pool_name"],
     buckets=DURATION_BUCKETS,
     registry=REGISTRY,
 )

@@ -17,9 +17,9 @@ those of the router's own 404/405 errors.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -42,7 +42,6 @@ UNMATCHED_ROUTE = "unmatched"
 REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
-_access_log = get_logger("access")
 _tracer = trace.get_tracer("telemetry.server")
 
 
@@ -50,7 +49,7 @@ def valid_request_id(value: str | None) -> str:
     """Forward a caller's id when it is safe to log; otherwise mint one."""
     if value and _REQUEST_ID_OK.match(value):
         return value
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class _Carrier(dict[str, str]):
@@ -61,9 +60,14 @@ class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, *, excluded_paths: Collection[str]) -> None:
         self.app = app
         self._excluded = frozenset(excluded_paths)
+        # Built after logging is configured (the plugin makes this at start-up);
+        # a resolved logger skips the lazy proxy's per-call bind.
+        self._access_log = get_logger("access").bind()
         self._children: dict[tuple[str, str, int], Any] = {}
-        self._active = {m: HTTP_SERVER_ACTIVE.labels(m) for m in ("GET", "POST", "PUT", "PATCH",
-                                                                  "DELETE", "HEAD", "OPTIONS")}
+        self._active = {
+            m: HTTP_SERVER_ACTIVE.labels(m)
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+        }
 
     def _histogram(self, method: str, route: str, status: int) -> Any:
         key = (method, route, status)
@@ -116,8 +120,9 @@ class TelemetryMiddleware:
             attributes["client.address"] = client[0]
         if user_agent:
             attributes["user_agent.original"] = user_agent
+        span_name = "HTTP" if method == "_OTHER" else method
         span = _tracer.start_span(
-            "HTTP" if method == "_OTHER" else method,
+            span_name,
             context=parent,
             kind=SpanKind.SERVER,
             attributes=attributes,
@@ -134,9 +139,11 @@ class TelemetryMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER, rid_bytes))
-                message["headers"] = headers
+                headers = message.get("headers")
+                if type(headers) is list:  # Litestar builds a fresh list per response
+                    headers.append((REQUEST_ID_HEADER, rid_bytes))
+                else:
+                    message["headers"] = [*(headers or ()), (REQUEST_ID_HEADER, rid_bytes)]
             await send(message)
 
         try:
@@ -149,13 +156,14 @@ class TelemetryMiddleware:
             duration = time.perf_counter() - start
             route: str = scope.get("path_template") or ""
             route_label = route or UNMATCHED_ROUTE
-            if route:
-                span.update_name(f"{span.name} {route}" if method != "_OTHER" else route)
-                span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_attribute("error.type", str(status))
-                span.set_status(Status(StatusCode.ERROR))
+            if span.is_recording():
+                if route:
+                    span.update_name(f"{span_name} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(Status(StatusCode.ERROR))
             span.end()
 
             active.dec()
@@ -164,12 +172,14 @@ class TelemetryMiddleware:
             if ctx.trace_flags.sampled:
                 child.observe(
                     duration,
-                    {"trace_id": format(ctx.trace_id, "032x"),
-                     "span_id": format(ctx.span_id, "016x")},
+                    {
+                        "trace_id": format(ctx.trace_id, "032x"),
+                        "span_id": format(ctx.span_id, "016x"),
+                    },
                 )
             else:
                 child.observe(duration)
-            _access_log.info(
+            self._access_log.info(
                 "request",
                 method=raw_method,
                 route=route_label,

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Request, Response, get
 from litestar.config.app import AppConfig
@@ -22,6 +22,7 @@ from telemetry._tracing import INSTANCE_ID, TracingSettings, configure_tracing
 
 if TYPE_CHECKING:
     from litestar import Litestar
+    from litestar.types import ASGIApp
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 LIVE_PATH = "/health/live"
@@ -93,15 +94,21 @@ class TelemetryPlugin(InitPluginProtocol):
     # -- Litestar wiring -------------------------------------------------------------
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers = [*app_config.route_handlers, *self._route_handlers()]
-        app_config.on_startup = [self._install_middleware, *app_config.on_startup,
-                                 self._after_startup]
+        app_config.on_startup = [
+            self._install_middleware,
+            *app_config.on_startup,
+            self._after_startup,
+        ]
+        # Last, so spans and log lines of the other shutdown hooks are flushed too.
+        app_config.on_shutdown = [*app_config.on_shutdown, self.shutdown]
         return app_config
 
     def _install_middleware(self, app: Litestar) -> None:
         # Wrap the exception-handled router (where Litestar puts its own
         # OpenTelemetry middleware) so 404/405 and router errors are seen too.
-        app.asgi_handler = TelemetryMiddleware(
-            app.asgi_handler, excluded_paths=self.config.excluded_paths
+        app.asgi_handler = cast(
+            "ASGIApp",
+            TelemetryMiddleware(app.asgi_handler, excluded_paths=self.config.excluded_paths),
         )
 
     async def _after_startup(self) -> None:

@@ -50,9 +50,7 @@ class HealthReport:
 
     @property
     def ready(self) -> bool:
-        return self.started and not self.draining and all(
-            c.ok for c in self.checks if c.critical
-        )
+        return self.started and not self.draining and all(c.ok for c in self.checks if c.critical)
 
     def reasons(self) -> list[str]:
         out = []
@@ -107,6 +105,7 @@ class Health:
 
     async def _run_one(self, check: HealthCheck) -> CheckResult:
         start = self._clock()
+        error: str | None
         try:
             await asyncio.wait_for(check.check(), timeout=check.timeout_seconds)
         except TimeoutError:

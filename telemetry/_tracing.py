@@ -83,20 +83,16 @@ def build_exporter(env: Mapping[str, str]) -> SpanExporter | None:
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpExporter,
-        )
+        from telemetry._otlp import FastOTLPSpanExporter
 
-        return HttpExporter()
+        return FastOTLPSpanExporter()
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
 
         return GrpcExporter()
-    raise ConfigError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected http/protobuf or grpc"
-    )
+    raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected http/protobuf or grpc")
 
 
 def configure_tracing(

@@ -14,7 +14,9 @@ from services.chassis.errors import ProblemError
 from services.chassis.faults import Fault, FaultInjector
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def require_admin(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """Litestar guard: ``Authorization: Bearer $REDLINE_ADMIN_TOKEN``."""
     token = connection.app.state.ctx.settings.admin_token
     if not token:

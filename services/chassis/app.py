@@ -109,8 +109,7 @@ def create_app(
                 _log.error("shutdown hook failed", exc_info=exc)
         if ctx.db is not None:
             await ctx.db.close()
-        _log.info("service stopped")
-        await telemetry.shutdown()  # last, so the lines above are flushed with it
+        _log.info("service stopped")  # the telemetry plugin flushes after this hook
 
     def provide_db() -> Database:
         if ctx.db is None:

@@ -7,12 +7,15 @@ traceback: ``config error: REDLINE_PORT='abc': Input should be a valid integer``
 from __future__ import annotations
 
 import sys
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EXIT_CONFIG_ERROR = 2
+
+# Services override the default port; the alias keeps the range check when they do.
+Port = Annotated[int, Field(ge=0, le=65535)]
 
 
 class ServiceSettings(BaseSettings):
@@ -21,7 +24,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore", frozen=True)
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: Port = 8000
     environment: str = "dev"
     version: str = "0.1.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -47,6 +50,15 @@ class ServiceSettings(BaseSettings):
     # Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Self:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError(
+                f"REDLINE_DB_POOL_MIN_SIZE={self.db_pool_min_size} is above "
+                f"REDLINE_DB_POOL_MAX_SIZE={self.db_pool_max_size}"
+            )
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
@@ -63,13 +75,17 @@ def format_error(settings_cls: type[BaseSettings], exc: ValidationError) -> str:
     prefix = settings_cls.model_config.get("env_prefix", "")
     parts = []
     for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a check across fields names its variables itself
+            parts.append(message)
+            continue
+        field = str(err["loc"][0])
         info = settings_cls.model_fields.get(field)
         alias = info.validation_alias if info is not None else None
         name = alias if isinstance(alias, str) else f"{prefix}{field}".upper()
         value = err.get("input")
         shown = f"={value!r}" if isinstance(value, str | int | float) else ""
-        parts.append(f"{name}{shown}: {err['msg']}")
+        parts.append(f"{name}{shown}: {message}")
     return "; ".join(parts)
 
 

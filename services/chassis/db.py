@@ -9,6 +9,7 @@ crash or a 500 with a driver traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -200,9 +201,8 @@ async def ensure_database(server_dsn: str, database: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
-            try:
+            # Another process may win the race; its database is as good as ours.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process won the race
     finally:
         await conn.close()

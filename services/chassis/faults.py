@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 
@@ -74,20 +74,23 @@ PROTECTED_PREFIXES = ("/admin", "/health", "/metrics", "/schema")
 
 
 def fault_middleware_factory(injector: FaultInjector) -> Any:
-    from litestar.middleware import ASGIMiddleware
     from litestar.enums import ScopeType
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.middleware import ASGIMiddleware
+    from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
     from services.chassis.errors import ProblemError
 
     class FaultMiddleware(ASGIMiddleware):
         scopes = (ScopeType.HTTP,)
 
-        async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-            if injector.faults and not scope["path"].startswith(
-                PROTECTED_PREFIXES
-            ):
-                status = await injector.apply(scope["method"], scope.get("path_template", ""))
+        async def handle(
+            self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp
+        ) -> None:
+            if injector.faults and not scope["path"].startswith(PROTECTED_PREFIXES):
+                http_scope = cast("HTTPScope", scope)
+                status = await injector.apply(
+                    http_scope["method"], http_scope.get("path_template", "")
+                )
                 if status is not None:
                     raise ProblemError(
                         "Injected fault (chaos experiment).",

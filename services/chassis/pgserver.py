@@ -15,10 +15,9 @@ import pwd
 import shutil
 import stat
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import warnings
 
 import fasteners
 
@@ -70,14 +69,21 @@ class EmbeddedPostgres:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).resolve()
         self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
-        self._lock = fasteners.InterProcessLock(str(self.data_dir.parent / f".{self.data_dir.name}.lock"))
+        self._lock = fasteners.InterProcessLock(
+            str(self.data_dir.parent / f".{self.data_dir.name}.lock")
+        )
 
     # -- commands ----------------------------------------------------------------
     def _run(self, tool: str, *args: str, timeout: float = 60) -> str:
         argv = [str(POSTGRES_BIN_PATH / tool), *args]
         user = SYSTEM_USER if _running_as_root() else None
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, user=user, check=False,
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+            check=False,
             cwd="/",
         )
         if proc.returncode != 0:
@@ -114,8 +120,14 @@ class EmbeddedPostgres:
         if _running_as_root():
             _prepare_for_system_user(self.data_dir)
         self._run(
-            "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-            "--encoding=UTF8", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-instructions",
         )
 
     def start(self) -> None:
@@ -131,8 +143,17 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(SYSTEM_USER)
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
         self._run(
-            "pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "30",
-            "-o", " ".join(options), "start",
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            " ".join(options),
+            "start",
         )
 
     def stop(self, mode: str = "fast") -> None:

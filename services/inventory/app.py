@@ -6,14 +6,14 @@ from pathlib import Path
 
 from litestar import Litestar
 
-from services.chassis import ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, ServiceSettings, create_app, load_settings, run
 from services.inventory.routes import CatalogController, ReservationController
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class InventorySettings(ServiceSettings):
-    port: int = 8002
+    port: Port = 8002
 
 
 def build(settings: InventorySettings) -> Litestar:

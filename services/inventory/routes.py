@@ -12,6 +12,9 @@ from services.chassis import Database
 from services.inventory import store
 from services.inventory.models import Product, ProductPage, Reservation, ReserveRequest, Stock
 
+# Path ids are PostgreSQL integers: out-of-range values are a 400, not a driver error.
+PathProductId = Annotated[int, Parameter(ge=1, le=2_147_483_647)]
+
 
 class CatalogController(Controller):
     path = "/products"
@@ -21,7 +24,9 @@ class CatalogController(Controller):
     async def list_products(
         self,
         db: Database,
-        q: Annotated[str | None, Parameter(max_length=100, description="Search in name and description.")] = None,
+        q: Annotated[
+            str | None, Parameter(max_length=100, description="Search in name and description.")
+        ] = None,
         category: Annotated[str | None, Parameter(max_length=50)] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
@@ -30,11 +35,11 @@ class CatalogController(Controller):
         return await store.list_products(db, q=q, category=category, limit=limit, offset=offset)
 
     @get("/{product_id:int}")
-    async def get_product(self, db: Database, product_id: int) -> Product:
+    async def get_product(self, db: Database, product_id: PathProductId) -> Product:
         return await store.get_product(db, product_id)
 
     @get("/{product_id:int}/stock")
-    async def get_stock(self, db: Database, product_id: int) -> Stock:
+    async def get_stock(self, db: Database, product_id: PathProductId) -> Stock:
         return await store.get_stock(db, product_id)
 
 

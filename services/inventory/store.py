@@ -211,7 +211,9 @@ async def commit(db: Database, order_id: UUID) -> Reservation:
             "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", order_id
         )
         if status is None:
-            raise NotFound(f"No reservation for order {order_id}.", type_slug="reservation-not-found")
+            raise NotFound(
+                f"No reservation for order {order_id}.", type_slug="reservation-not-found"
+            )
         if status == "released":
             raise ReservationConflict(
                 f"The reservation for order {order_id} was released; it cannot be committed.",

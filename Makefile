@@ -1,0 +1,70 @@
+# The README's commands. `make up` and `make test` install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+RUN := $(VENV)/bin
+# Debian packages the tests and `redline up` use: command -> package.
+SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
+               prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey
+
+.PHONY: up test lint fmt bench dashboards install system-deps clean help
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+up: install system-deps  ## Install, then run the whole platform in the foreground
+	$(RUN)/redline up
+
+test: install system-deps  ## Install, then run the test suite
+	$(RUN)/pytest
+
+lint: install  ## ruff and mypy
+	$(RUN)/ruff check .
+	$(RUN)/ruff format --check .
+	$(RUN)/mypy
+
+fmt: install  ## Format the code
+	$(RUN)/ruff format .
+	$(RUN)/ruff check --fix .
+
+bench: install system-deps  ## Run the benchmarks (prints numbers; takes minutes)
+	$(RUN)/python benchmarks/instrumentation_overhead.py
+	$(RUN)/python benchmarks/resilience_bench.py
+
+dashboards: install  ## Regenerate the Grafana dashboards' JSON
+	$(RUN)/python -m dashboards
+
+install: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# Re-sync when the lock file changes.
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+system-deps:  ## Install the Debian packages the tests need, when missing and possible
+	@missing=""; \
+	for pair in $(SYSTEM_DEPS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -z "$${missing// /}" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+	  echo "warning: missing commands from Debian packages:$$missing"; \
+	  echo "         install them with: sudo apt-get install$$missing"; \
+	  echo "         (tests that need them will fail and name the package)"; \
+	fi
+
+clean:  ## Remove the virtualenvs and local data (.redline/)
+	rm -rf $(VENV) $(TOOLS) .redline .pytest_cache .mypy_cache .ruff_cache

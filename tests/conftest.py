@@ -1,0 +1,84 @@
+"""Shared fixtures: one PostgreSQL per session, fresh databases, an OTLP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.chassis.db import ensure_database
+from services.chassis.pgserver import EmbeddedPostgres
+from tests.harness import ServiceProcess, free_port, otel_env
+from tests.otlp_receiver import OtlpReceiver
+
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL for the whole session; data is throw-away, so no fsync."""
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg") / "data",
+        port=free_port(),
+        settings={"fsync": "off", "full_page_writes": "off"},
+    )
+    server.ensure_running()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def new_database(pg: EmbeddedPostgres) -> Callable[[str], str]:
+    """Create an empty database with a unique name; returns its DSN."""
+
+    def make(prefix: str) -> str:
+        name = f"{prefix}_{next(_db_counter)}"
+        asyncio.run(ensure_database(pg.dsn(), name))
+        return pg.dsn(name)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def inventory(
+    new_database: Callable[[str], str], otlp: OtlpReceiver, logs_dir: Path
+) -> Iterator[ServiceProcess]:
+    """The inventory service on its own fresh database, exporting to the receiver."""
+    svc = ServiceProcess(
+        "inventory",
+        env={
+            "DATABASE_URL": new_database("inventory"),
+            "REDLINE_ADMIN_TOKEN": "test-admin-token",
+            **otel_env(otlp.endpoint),
+        },
+        log_path=logs_dir / f"inventory-{free_port()}.log",
+    )
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed; `make test` installs it (Debian package "
+            f"{'prometheus' if name == 'promtool' else name})"
+        )
+    return path

@@ -1,0 +1,171 @@
+"""Helpers every test uses: free ports, waiting on conditions, service processes.
+
+Tests start real processes on free loopback ports and wait on readiness,
+never on fixed sleeps; every process started here is stopped here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition not met",
+) -> T:
+    """Poll ``condition`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = condition()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError, AssertionError) as exc:
+            last_error = exc
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            suffix = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"{text} within {timeout}s{suffix}")
+        time.sleep(interval)
+
+
+def otel_env(otlp_endpoint: str | None) -> dict[str, str]:
+    """Environment for a service exporting spans to the test's receiver, quickly."""
+    if otlp_endpoint is None:
+        return {"OTEL_TRACES_EXPORTER": "none"}
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+
+
+@dataclass
+class ServiceProcess:
+    """A service started as ``python -m services.<name>`` on a free port."""
+
+    name: str
+    env: Mapping[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> ServiceProcess:
+        env = {
+            **os.environ,
+            "REDLINE_HOST": "127.0.0.1",
+            "REDLINE_PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        if wait_ready:
+            self.wait_ready(timeout=timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            return httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200
+
+        wait_until(ready, timeout=timeout, message=lambda: f"{self.name} not ready\n{self.tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait, SIGKILL as a last resort. Returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every stdout line, parsed as JSON; a line that is not JSON fails the test."""
+        out = []
+        for raw in self.log_path.read_text().splitlines():
+            if not raw.strip():
+                continue
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError as exc:
+                raise AssertionError(f"{self.name} wrote a non-JSON log line: {raw!r}") from exc
+        return out
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+
+def run_services(*services: ServiceProcess) -> Iterator[None]:
+    """Start services in order, yield, stop them in reverse order (for fixtures)."""
+    started: list[ServiceProcess] = []
+    try:
+        for svc in services:
+            started.append(svc.start())
+        yield
+    finally:
+        for svc in reversed(started):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                svc.stop()
+
+
+def traceparent() -> tuple[str, str, str]:
+    """A fresh sampled W3C traceparent and its trace and parent span ids."""
+    trace_id = os.urandom(16).hex()
+    span_id = os.urandom(8).hex()
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id

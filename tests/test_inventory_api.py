@@ -1,0 +1,198 @@
+"""The inventory service's contract: catalog reads, reservations, problem+json errors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import ServiceProcess
+
+PROBLEM = "application/problem+json"
+
+
+def _assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status
+    for key in ("type", "title", "detail", "instance", "request_id", "trace_id"):
+        assert body.get(key), f"{key} missing from {body}"
+    assert "Traceback" not in r.text
+    return body
+
+
+def test_catalog_is_seeded_and_paginates(inventory: ServiceProcess) -> None:
+    with inventory.client() as c:
+        first = c.get("/products", params={"limit": 50}).json()
+        second = c.get("/products", params={"limit": 50, "offset": 50}).json()
+    assert first["total"] == 320
+    assert len(first["items"]) == 50
+    assert {p["id"] for p in first["items"]}.isdisjoint({p["id"] for p in second["items"]})
+    product = first["items"][0]
+    assert product["price_cents"] > 0
+    assert product["sku"].startswith("RL-")
+
+
+def test_search_and_category_filter(inventory: ServiceProcess) -> None:
+    with inventory.client() as c:
+        found = c.get("/products", params={"q": "french press"}).json()
+        kitchen = c.get("/products", params={"category": "Kitchen", "limit": 100}).json()
+    assert found["total"] == 4
+    assert all("French Press" in p["name"] for p in found["items"])
+    assert kitchen["total"] == 32
+    assert {p["category"] for p in kitchen["items"]} == {"Kitchen"}
+
+
+def test_reservation_lifecycle_moves_stock_and_is_idempotent(inventory: ServiceProcess) -> None:
+    order = str(uuid.uuid4())
+    body = {"order_id": order, "items": [{"product_id": 11, "quantity": 2}]}
+    with inventory.client() as c:
+        before = c.get("/products/11/stock").json()
+        assert c.post("/reservations", json=body).status_code == 201
+        assert c.post("/reservations", json=body).status_code == 200  # retried: same result
+        mid = c.get("/products/11/stock").json()
+        assert mid["available"] == before["available"] - 2
+        assert mid["reserved"] == before["reserved"] + 2
+        for _ in range(2):
+            assert c.post(f"/reservations/{order}/commit").json()["status"] == "committed"
+        after = c.get("/products/11/stock").json()
+        _assert_problem(c.post(f"/reservations/{order}/release"), 409)
+    assert after["sold"] == before["sold"] + 2
+    assert after["reserved"] == before["reserved"]
+
+    def total(s: dict[str, int]) -> int:
+        return s["available"] + s["reserved"] + s["sold"]
+
+    assert total(before) == total(mid) == total(after)
+
+
+def test_release_of_unknown_order_blocks_a_late_reserve(inventory: ServiceProcess) -> None:
+    order = str(uuid.uuid4())
+    with inventory.client() as c:
+        assert c.post(f"/reservations/{order}/release").json()["status"] == "released"
+        late = c.post(
+            "/reservations", json={"order_id": order, "items": [{"product_id": 3, "quantity": 1}]}
+        )
+    _assert_problem(late, 409)
+
+
+def test_concurrent_orders_never_oversell(inventory: ServiceProcess) -> None:
+    product = 25  # a limited edition: a handful in stock
+    with inventory.client() as c:
+        start = c.get(f"/products/{product}/stock").json()
+    n = start["available"] + 6
+
+    def order(_: int) -> int:
+        body = {"order_id": str(uuid.uuid4()), "items": [{"product_id": product, "quantity": 1}]}
+        return httpx.post(f"{inventory.url}/reservations", json=body, timeout=10).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        codes = list(pool.map(order, range(n)))
+    assert codes.count(201) == start["available"]
+    assert codes.count(409) == 6
+    with inventory.client() as c:
+        end = c.get(f"/products/{product}/stock").json()
+    assert end["available"] == 0
+    assert end["reserved"] == start["reserved"] + start["available"]
+
+
+def test_out_of_stock_is_a_clear_problem(inventory: ServiceProcess) -> None:
+    body = {"order_id": str(uuid.uuid4()), "items": [{"product_id": 2, "quantity": 1000}]}
+    problem = _assert_problem(httpx.post(f"{inventory.url}/reservations", json=body), 409)
+    assert problem["type"].endswith("/out-of-stock")
+    assert problem["product_id"] == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("GET", "/products/0", {}, 400),  # below the id range
+        ("GET", "/products/99999999999", {}, 400),  # beyond PostgreSQL's integer
+        ("GET", "/products/abc", {}, 404),  # no route takes a non-integer id
+        ("GET", "/products", {"params": {"limit": 1000}}, 400),
+        (
+            "POST",
+            "/reservations",
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            400,
+        ),
+        ("POST", "/reservations", {"json": {"order_id": "not-a-uuid", "items": []}}, 400),
+        (
+            "POST",
+            "/reservations",
+            {"json": {"order_id": str(uuid.uuid4()), "items": [{"product_id": 1, "quantity": 0}]}},
+            400,
+        ),
+        (
+            "POST",
+            "/reservations",
+            {"json": {"order_id": str(uuid.uuid4()), "items": [], "extra": 1}},
+            400,
+        ),
+        (
+            "POST",
+            "/reservations",
+            {"content": b"x" * 2_000_000, "headers": {"content-type": "application/json"}},
+            413,
+        ),
+        ("DELETE", "/products/1", {}, 405),
+        ("GET", "/definitely/not/here", {}, 404),
+    ],
+)
+def test_malformed_requests_get_problem_json(
+    inventory: ServiceProcess,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+) -> None:
+    r = httpx.request(method, f"{inventory.url}{path}", **kwargs)
+    body = _assert_problem(r, status)
+    if status == 405:
+        assert "GET" in r.headers["allow"]
+    if body["type"].endswith("validation-error"):
+        assert body["errors"], "validation problems list what is wrong"
+
+
+def test_openapi_schema_is_served_and_valid(inventory: ServiceProcess) -> None:
+    from openapi_spec_validator import validate
+
+    schema = httpx.get(f"{inventory.url}/schema/openapi.json").json()
+    validate(schema)
+    assert "/products/{product_id}" in schema["paths"]
+    assert "/metrics" not in schema["paths"]
+
+
+def test_admin_api_requires_the_token(inventory: ServiceProcess) -> None:
+    r = httpx.get(f"{inventory.url}/admin/faults")
+    _assert_problem(r, 401)
+    r = httpx.get(f"{inventory.url}/admin/faults", headers={"authorization": "Bearer wrong"})
+    _assert_problem(r, 401)
+    r = httpx.get(
+        f"{inventory.url}/admin/faults", headers={"authorization": "Bearer test-admin-token"}
+    )
+    assert r.status_code == 200
+    assert r.json() == {"faults": []}
+
+
+def test_fault_flag_injects_errors_on_one_route_only(inventory: ServiceProcess) -> None:
+    auth = {"authorization": "Bearer test-admin-token"}
+    fault = {
+        "faults": [
+            {"route": "/products/{product_id}/stock", "error_rate": 1.0, "error_status": 500}
+        ]
+    }
+    with inventory.client() as c:
+        assert c.put("/admin/faults", json=fault, headers=auth).status_code == 200
+        try:
+            _assert_problem(c.get("/products/5/stock"), 500)
+            assert c.get("/products/5").status_code == 200
+        finally:
+            assert c.delete("/admin/faults", headers=auth).status_code == 200
+        assert c.get("/products/5/stock").status_code == 200
+        bad = c.put("/admin/faults", json={"faults": [{"error_rate": 2}]}, headers=auth)
+    _assert_problem(bad, 400)

@@ -1,0 +1,81 @@
+"""The hand-written OTLP encoder produces exactly the stock encoder's message."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.span import SpanContext, TraceFlags, TraceState
+
+from telemetry._otlp import encode_export_request
+
+
+def _spans() -> list[ReadableSpan]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "enc", "n": 3, "flag": True})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer(
+        "scope.a", "1.2.3", schema_url="https://opentelemetry.io/schemas/1.26.0"
+    )
+    other = provider.get_tracer("scope.b")
+    remote = SpanContext(
+        0xABC,
+        0xDEF,
+        is_remote=True,
+        trace_flags=TraceFlags(1),
+        trace_state=TraceState([("vendor", "v1"), ("x", "y")]),
+    )
+    with tracer.start_as_current_span(
+        "GET /products/{id}",
+        kind=SpanKind.SERVER,
+        context=trace.set_span_in_context(trace.NonRecordingSpan(remote)),
+        attributes={
+            "http.request.method": "GET",
+            "server.port": 8000,
+            "zero": 0,
+            "negative": -5,
+            "ratio": 0.25,
+            "ok": False,
+            "empty": "",
+            "list": ["a", "b"],
+            "ints": [1, 2, 3],
+            "big": 2**62,
+            "unicode": "naïve ✓",
+        },
+    ) as server:
+        server.add_event("breaker.transition", {"from": "closed", "to": "open", "n": 1})
+        server.set_status(Status(StatusCode.ERROR, "boom"))
+        with other.start_as_current_span(
+            "SELECT",
+            kind=SpanKind.CLIENT,
+            links=[Link(remote, {"link.attr": "x"})],
+        ) as child:
+            child.set_attribute("db.system.name", "postgresql")
+        with tracer.start_as_current_span("internal"):
+            pass
+    with tracer.start_as_current_span("root-ok") as root:
+        root.set_status(Status(StatusCode.OK))
+    return list(memory.get_finished_spans())
+
+
+def test_hand_written_encoding_parses_to_the_stock_message() -> None:
+    spans = _spans()
+    stock = encode_spans(spans)
+    ours = ExportTraceServiceRequest()
+    ours.ParseFromString(encode_export_request(spans))
+    assert ours == stock
+    # Encoding twice (the attribute cache is warm now) changes nothing.
+    again = ExportTraceServiceRequest()
+    again.ParseFromString(encode_export_request(spans))
+    assert again == stock
+
+
+def test_empty_batch_is_an_empty_request() -> None:
+    assert encode_export_request([]) == b""
