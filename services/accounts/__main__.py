@@ -1,0 +1,3 @@
+from services.accounts.app import main
+
+main()

@@ -1,0 +1,48 @@
+"""The accounts service: registration, login (JWT access tokens), profiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Litestar
+from pydantic import Field
+
+from services.accounts.routes import AccountsController
+from services.accounts.store import Passwords
+from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class AccountsSettings(ServiceSettings):
+    port: Port = 8001
+    token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    # Argon2id cost. The defaults are OWASP's minimum (19 MiB, 2 passes, ~20 ms);
+    # tests lower them, production may raise them.
+    password_time_cost: int = Field(default=2, ge=1, le=10)
+    password_memory_kib: int = Field(default=19_456, ge=1024, le=1_048_576)
+
+
+def build(settings: AccountsSettings) -> Litestar:
+    async def startup(ctx: ServiceContext) -> None:
+        ctx.extras["passwords"] = Passwords(
+            time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
+        )
+        ctx.extras["token_ttl_seconds"] = settings.token_ttl_seconds
+
+    return create_app(
+        "accounts",
+        route_handlers=[AccountsController],
+        settings=settings,
+        migrations_dir=MIGRATIONS,
+        on_startup=[startup],
+        description="Registration, login with JWT access tokens, and the user's profile.",
+    )
+
+
+def create() -> Litestar:
+    return build(load_settings(AccountsSettings))
+
+
+def main() -> None:
+    run(build, AccountsSettings)

@@ -1,0 +1,40 @@
+"""The accounts service's request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+# Deliberately simple: one "@", no spaces, a dot in the domain. Deliverability
+# is proven by sending mail, not by a regular expression.
+Email = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class Registration(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    password: Password
+    name: Name
+
+
+class Credentials(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class User(msgspec.Struct, kw_only=True):
+    id: UUID
+    email: str
+    name: str
+
+
+class Token(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+    user_id: UUID

@@ -1,0 +1,50 @@
+"""HTTP routes of the accounts service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+
+from services.accounts import store
+from services.accounts.models import Credentials, Registration, Token, User
+from services.chassis import Database
+from services.chassis.auth import current_principal, issue_token, jwt_secret
+
+
+class AccountsController(Controller):
+    tags = ["accounts"]
+
+    @post("/users", status_code=201)
+    async def register(
+        self, request: Request[Any, Any, Any], db: Database, data: Registration
+    ) -> User:
+        """Create an account. A registered e-mail address is a 409."""
+        ctx = request.app.state.ctx
+        return await store.register(
+            db, ctx.extras["passwords"], email=data.email, password=data.password, name=data.name
+        )
+
+    @post("/tokens", status_code=200)
+    async def login(
+        self, request: Request[Any, Any, Any], db: Database, data: Credentials
+    ) -> Token:
+        """Exchange e-mail and password for a bearer access token."""
+        ctx = request.app.state.ctx
+        user = await store.authenticate(
+            db, ctx.extras["passwords"], email=data.email, password=data.password
+        )
+        ttl: int = ctx.extras["token_ttl_seconds"]
+        token = issue_token(user.id, user.email, ttl_seconds=ttl, secret=jwt_secret())
+        return Token(
+            access_token=token,
+            token_type="Bearer",  # noqa: S106 - the scheme's name, not a secret
+            expires_in=ttl,
+            user_id=user.id,
+        )
+
+    @get("/users/me")
+    async def me(self, request: Request[Any, Any, Any], db: Database) -> User:
+        """The caller's profile, from the bearer token the gateway forwarded."""
+        principal = current_principal(request)
+        return await store.get_user(db, principal.user_id)

@@ -1,0 +1,41 @@
+"""HTTP routes of the payments service."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post
+
+from services.chassis import Database
+from services.payments import store
+from services.payments.models import ChargeRequest, Payment
+
+
+class ChargesController(Controller):
+    path = "/charges"
+    tags = ["payments"]
+
+    @post("/")
+    async def charge(
+        self, request: Request[Any, Any, Any], db: Database, data: ChargeRequest
+    ) -> Response[Payment]:
+        """Charge an order once; a repeat returns the first outcome (a decline is a 402)."""
+        payment, created = await store.charge(db, request.app.state.ctx.extras["processor"], data)
+        return Response(payment, status_code=201 if created else 200)
+
+    @get("/{order_id:uuid}")
+    async def get_charge(self, db: Database, order_id: UUID) -> Payment:
+        return await store.get(db, order_id)
+
+    @post("/{order_id:uuid}/refund", status_code=200)
+    async def refund(
+        self, request: Request[Any, Any, Any], db: Database, order_id: UUID
+    ) -> Payment:
+        """Refund (saga compensation). Idempotent."""
+        return await store.refund(db, request.app.state.ctx.extras["processor"], order_id)
+
+    @get("/ledger", include_in_schema=True)
+    async def ledger(self, db: Database) -> dict[str, int]:
+        """Counts and sums per status, for reconciliation."""
+        return await store.ledger(db)

@@ -1,0 +1,59 @@
+"""Which services exist, on which default port, calling which others.
+
+The one place the platform's shape is written down: ``redline up``, the
+Prometheus scrape config, docker-compose and the tests read it from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    port: int
+    calls: tuple[str, ...] = ()
+    has_database: bool = True
+    summary: str = ""
+
+    @property
+    def url_variable(self) -> str:
+        """The variable other services read this one's base URL from."""
+        return f"REDLINE_{self.name.upper()}_URL"
+
+
+SERVICES: dict[str, ServiceInfo] = {
+    s.name: s
+    for s in (
+        ServiceInfo(
+            "gateway",
+            8000,
+            calls=("accounts", "inventory", "orders"),
+            has_database=False,
+            summary="public API: auth, rate limits, timeouts, routing",
+        ),
+        ServiceInfo("accounts", 8001, summary="users, passwords, JWT access tokens"),
+        ServiceInfo("inventory", 8002, summary="catalog and stock reservations"),
+        ServiceInfo(
+            "orders", 8003, calls=("inventory", "payments"), summary="orders and the order saga"
+        ),
+        ServiceInfo("payments", 8004, summary="charges and refunds (simulated card processor)"),
+    )
+}
+
+
+def start_order() -> list[str]:
+    """Every service after the services it calls."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        for dep in SERVICES[name].calls:
+            visit(dep)
+        order.append(name)
+
+    for name in SERVICES:
+        visit(name)
+    return order
