@@ -22,8 +22,22 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from prometheus_client import Counter
+
+from telemetry._metrics import REGISTRY
 
 _logger = logging.getLogger(__name__)
+
+# The Prometheus form of the semantic-convention SDK metric
+# otel.sdk.exporter.span.exported: an alert on error_type != "" tells an SRE
+# the traces they are about to look for may not be there.
+SPANS_EXPORTED = Counter(
+    "otel_sdk_exporter_span_exported",
+    "Spans the exporter tried to send, by error type (empty when delivered).",
+    ["error_type"],
+    registry=REGISTRY,
+)
+SPANS_EXPORTED.labels("")  # the series exists (at 0) before the first export
 
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
@@ -240,6 +254,19 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             data = encode_export_request(spans)
         except Exception as exc:  # never let telemetry take the service down
             _logger.error("failed to encode %d spans: %s", len(spans), exc)
+            SPANS_EXPORTED.labels(type(exc).__name__).inc(len(spans))
             return SpanExportResult.FAILURE
         result = self._client.export(data)
-        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
+        if result.success:
+            SPANS_EXPORTED.labels("").inc(len(spans))
+            return SpanExportResult.SUCCESS
+        error = result.error
+        error_type = (
+            str(result.status_code)
+            if result.status_code is not None
+            else type(error).__name__
+            if error is not None
+            else "unknown"
+        )
+        SPANS_EXPORTED.labels(error_type).inc(len(spans))
+        return SpanExportResult.FAILURE

@@ -137,6 +137,10 @@ def test_metrics_pass_promtool_and_use_bounded_labels(inventory: ServiceProcess)
         "db_client_connections_usage",
         "db_client_connections_max",
         "process_resident_memory_bytes",
+        "health_ready 1.0",
+        'health_check_passing{check="postgres"} 1.0',
+        'otel_sdk_exporter_span_exported_total{error_type=""}',
+        "python_asyncio_event_loop_lag_seconds",
         "python_gc_objects_collected_total",
     ):
         assert name in text, name
