@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,17 +20,30 @@ from tests.otlp_receiver import OtlpReceiver
 _db_counter = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    """A real PostgreSQL for the whole session; data is throw-away, so no fsync."""
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL in a fresh directory, destroyed afterwards.
+
+    Not under pytest's tmp_path: the server runs as an unprivileged user, and
+    every pytest session resets its base directory to 0700.
+    """
+    base = Path(tempfile.mkdtemp(prefix="redline-pg-"))
     server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg") / "data",
-        port=free_port(),
-        settings={"fsync": "off", "full_page_writes": "off"},
+        base / "data", port=free_port(), settings={"fsync": "off", "full_page_writes": "off"}
     )
-    server.ensure_running()
-    yield server
-    server.destroy()
+    try:
+        server.ensure_running()
+        yield server
+    finally:
+        server.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL for the whole session; data is throw-away, so no fsync."""
+    with throwaway_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

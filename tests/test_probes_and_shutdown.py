@@ -12,20 +12,19 @@ import pytest
 
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
-from tests.harness import ServiceProcess, free_port, otel_env, traceparent, wait_until
+from tests.conftest import throwaway_postgres
+from tests.harness import ServiceProcess, otel_env, traceparent, wait_until
 from tests.otlp_receiver import OtlpReceiver
 
 ADMIN = {"authorization": "Bearer t0ken"}
 
 
 @pytest.fixture
-def own_pg(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+def own_pg() -> Iterator[EmbeddedPostgres]:
     """A PostgreSQL this test may stop without disturbing the others."""
-    server = EmbeddedPostgres(tmp_path / "pg", port=free_port(), settings={"fsync": "off"})
-    server.ensure_running()
-    asyncio.run(ensure_database(server.dsn(), "inv"))
-    yield server
-    server.destroy()
+    with throwaway_postgres() as server:
+        asyncio.run(ensure_database(server.dsn(), "inv"))
+        yield server
 
 
 def _status(url: str) -> int:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hmac
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from services.chassis.errors import ProblemError
 from services.chassis.faults import Fault, FaultInjector
+from services.chassis.resilience import snapshot_all
 
 
 def require_admin(
@@ -60,3 +63,56 @@ class FaultsController(Controller):
         injector: FaultInjector = request.app.state.ctx.faults
         injector.clear()
         return FaultsBody(faults=[])
+
+
+class ResilienceController(Controller):
+    """Read every breaker, bulkhead and retrier; force a breaker's state."""
+
+    path = "/admin/resilience"
+    guards = [require_admin]
+    include_in_schema = False
+
+    @get("/", sync_to_thread=False)
+    def snapshot(self) -> dict[str, Any]:
+        return {kind: [_plain(s) for s in items] for kind, items in snapshot_all().items()}
+
+    @post("/breakers/{name:str}/{action:str}", sync_to_thread=False, status_code=200)
+    def control(self, request: Request[Any, Any, Any], name: str, action: str) -> dict[str, Any]:
+        """``action``: force-open, force-closed, disable or reset."""
+        downstream = request.app.state.ctx.downstreams.get(name)
+        if downstream is None:
+            raise ProblemError(f"No circuit breaker named {name!r}.", status=404)
+        breaker = downstream.breaker
+        actions = {
+            "force-open": breaker.force_open,
+            "force-closed": breaker.force_closed,
+            "disable": breaker.disable,
+            "reset": breaker.reset,
+        }
+        if action not in actions:
+            raise ProblemError(
+                f"Unknown action {action!r}; expected one of {', '.join(actions)}.", status=400
+            )
+        actions[action]()
+        return _plain(breaker.snapshot())
+
+
+def _plain(snapshot: Any) -> dict[str, Any]:
+    """A snapshot dataclass as JSON-able builtins: enums as values, tuple keys as "a->b"."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, dict):
+            return {
+                "->".join(map(str, convert(list(k))))
+                if isinstance(k, tuple)
+                else str(convert(k)): convert(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [convert(v) for v in value]
+        return value
+
+    result: dict[str, Any] = convert(dataclasses.asdict(snapshot))
+    return result

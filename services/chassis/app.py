@@ -9,23 +9,29 @@ and an orderly start-up and shutdown.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import dataclasses
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from services.chassis.admin import FaultsController
+from services.chassis.admin import FaultsController, ResilienceController
 from services.chassis.config import ServiceSettings
 from services.chassis.db import Database, ensure_database
+from services.chassis.deadlines import DeadlineMiddleware
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, fault_middleware_factory
+from services.chassis.http_client import DependencyConfig, Downstream
 from services.chassis.pgserver import EmbeddedPostgres
-from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
+from services.topology import SERVICES
+from telemetry import ConfigError, HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
 
 _log = get_logger("chassis")
 
@@ -41,6 +47,8 @@ class ServiceContext:
     telemetry: TelemetryPlugin
     db: Database | None = None
     faults: FaultInjector = field(default_factory=FaultInjector)
+    # The services this one calls, by name, each behind the resilient client.
+    downstreams: dict[str, Downstream] = field(default_factory=dict)
     # Service-specific objects (HTTP clients, background tasks) hooks put here.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -59,6 +67,32 @@ async def _resolve_dsn(name: str, settings: ServiceSettings) -> str:
     return server.dsn(database_name(name))
 
 
+def dependency_configs(
+    name: str, env: Mapping[str, str], overrides: Mapping[str, DependencyConfig] | None = None
+) -> dict[str, DependencyConfig]:
+    """One config per service ``name`` calls (services/topology.py), URLs from the environment.
+
+    ``REDLINE_<DEP>_URL`` defaults to the dependency's default port on loopback.
+    """
+    configs: dict[str, DependencyConfig] = {}
+    for dep in SERVICES[name].calls if name in SERVICES else ():
+        info = SERVICES[dep]
+        url = env.get(info.url_variable) or f"http://127.0.0.1:{info.port}"
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ConfigError(f"{info.url_variable}={url!r}: not a URL ({exc})") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError(f"{info.url_variable}={url!r}: expected http(s)://host:port")
+        base = (overrides or {}).get(dep)
+        configs[dep] = (
+            dataclasses.replace(base, base_url=url)
+            if base is not None
+            else DependencyConfig(name=dep, base_url=url)
+        )
+    return configs
+
+
 def create_app(
     name: str,
     *,
@@ -68,6 +102,7 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
     dependencies: dict[str, Provide] | None = None,
+    downstream_overrides: Mapping[str, DependencyConfig] | None = None,
     description: str = "",
 ) -> Litestar:
     telemetry = TelemetryPlugin(
@@ -81,6 +116,7 @@ def create_app(
         )
     )
     ctx = ServiceContext(name=name, settings=settings, telemetry=telemetry)
+    downstream_configs = dependency_configs(name, os.environ, downstream_overrides)
 
     async def startup() -> None:
         if migrations_dir is not None:
@@ -95,6 +131,8 @@ def create_app(
             )
             telemetry.health.add_check(HealthCheck("postgres", ctx.db.ping))
             await ctx.db.start()
+        for dep_name, config in downstream_configs.items():
+            ctx.downstreams[dep_name] = Downstream(config)
         for hook in on_startup:
             await hook(ctx)
         telemetry.health.mark_started()
@@ -107,6 +145,8 @@ def create_app(
                 await hook(ctx)
             except Exception as exc:  # one failing hook must not skip the rest
                 _log.error("shutdown hook failed", exc_info=exc)
+        for downstream in ctx.downstreams.values():
+            await downstream.aclose()
         if ctx.db is not None:
             await ctx.db.close()
         _log.info("service stopped")  # the telemetry plugin flushes after this hook
@@ -123,8 +163,9 @@ def create_app(
     deps.update(dependencies or {})
 
     app = Litestar(
-        route_handlers=[*route_handlers, FaultsController],
-        middleware=[fault_middleware_factory(ctx.faults)],
+        route_handlers=[*route_handlers, FaultsController, ResilienceController],
+        # Outermost first: the deadline covers what the faults inject.
+        middleware=[DeadlineMiddleware(), fault_middleware_factory(ctx.faults)],
         plugins=[telemetry],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -155,8 +155,27 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     )
 
 
+def _resilience_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A breaker, bulkhead or deadline refusing work that was not behind the resilient client."""
+    from services.chassis.resilience import CircuitOpenError, DeadlineExceeded
+
+    if isinstance(exc, DeadlineExceeded):
+        return problem_response(request, status=504, detail=str(exc), type_slug="deadline-exceeded")
+    retry_after = exc.retry_after if isinstance(exc, CircuitOpenError) else 1.0
+    return problem_response(
+        request,
+        status=503,
+        detail=str(exc),
+        type_slug="overloaded",
+        headers={"Retry-After": str(max(1, round(retry_after)))},
+    )
+
+
 def exception_handlers() -> ExceptionHandlersMap:
+    from services.chassis.resilience import ResilienceError
+
     return {
+        ResilienceError: _resilience_error,
         ProblemError: _problem_error,
         ValidationException: _validation_error,
         HTTPException: _http_exception,

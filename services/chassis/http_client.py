@@ -1,0 +1,251 @@
+"""The resilient HTTP client: one downstream dependency, every guard in one order.
+
+A call goes through, from the outside in::
+
+    deadline  -> refuse at once if the caller's budget is spent (504)
+    bulkhead  -> at most N concurrent calls to this dependency (503 when full)
+    breaker   -> fail fast while the dependency is failing (503, Retry-After)
+    retry     -> idempotent calls only, on connect errors and 502/503/504,
+                 full-jitter backoff, within the deadline and a retry budget
+    timeout   -> each attempt gets min(own timeout, remaining budget)
+    transport -> a CLIENT span per attempt, traceparent, X-Request-ID and the
+                 remaining budget in ``x-deadline-remaining-ms``
+
+The bulkhead is outermost of the three so a slow dependency's retries and
+backoff sleeps hold its slots, never the service's other capacity; the
+breaker sits outside the retry so an open breaker costs no attempts at all and
+it judges what the caller finally got, a call that succeeded on its second
+attempt being a success.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from services.chassis.errors import ProblemError, ServiceUnavailable
+from services.chassis.resilience import (
+    DEADLINE_HEADER,
+    BreakerConfig,
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitOpenError,
+    DeadlineExceeded,
+    Retrier,
+    RetryBudget,
+    RetryPolicy,
+    current_deadline,
+    default_hooks,
+    is_idempotent,
+    register,
+    retry_on_status,
+    to_header,
+)
+from telemetry import RESEND_COUNT_EXTENSION, URL_TEMPLATE_EXTENSION, InstrumentedTransport
+
+# Failures a retry can fix: nothing reached the server, the server said "later",
+# or the answer was lost (a timeout). The retrier only ever retries idempotent
+# calls, for which a lost answer is safe to ask again.
+_RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+class DownstreamUnavailable(ServiceUnavailable):
+    """The dependency could not be reached, refused, or its breaker/bulkhead said no."""
+
+    type_slug = "downstream-unavailable"
+    title = "A service this request needs is unavailable"
+    # False when no attempt can have reached the dependency (refused connection,
+    # open breaker, full bulkhead); True when one may have (a lost answer).
+    maybe_delivered = False
+
+
+class DownstreamTimeout(ProblemError):
+    status = 504
+    type_slug = "downstream-timeout"
+    title = "A service this request needs did not answer in time"
+    maybe_delivered = True
+
+
+def _retryable_exception(exc: BaseException) -> bool:
+    return isinstance(exc, _RETRYABLE_EXCEPTIONS)
+
+
+def _failed_result(result: Any) -> bool:
+    """What the breaker counts as a failed call: a 5xx (a 4xx is the caller's problem)."""
+    return isinstance(result, httpx.Response) and result.status_code >= 500
+
+
+@dataclass(frozen=True)
+class DependencyConfig:
+    name: str
+    base_url: str
+    # Per attempt; the caller's remaining budget may make it shorter.
+    timeout: float = 2.0
+    max_concurrent: int = 32
+    max_wait: float = 0.0
+    breaker: BreakerConfig = field(
+        default_factory=lambda: BreakerConfig(
+            failure_rate_threshold=50.0,
+            slow_call_rate_threshold=80.0,
+            slow_call_duration=1.0,
+            sliding_window_size=20,
+            minimum_calls=10,
+            wait_duration_in_open=5.0,
+            permitted_calls_in_half_open=3,
+            record_result=_failed_result,
+        )
+    )
+    retry: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(
+            max_attempts=3,
+            base_delay=0.05,
+            max_delay=0.5,
+            retry_on_exception=_retryable_exception,
+            retry_on_result=retry_on_status(RETRYABLE_STATUSES),
+        )
+    )
+    retry_budget_ratio: float = 0.2
+
+
+class Downstream:
+    """A dependency: its client, breaker, bulkhead and retrier, named after it."""
+
+    def __init__(self, config: DependencyConfig) -> None:
+        self.config = config
+        self.name = config.name
+        hooks = default_hooks()
+        self.breaker = CircuitBreaker(config.name, config.breaker, hooks=hooks)
+        self.bulkhead = Bulkhead(config.name, config.max_concurrent, config.max_wait, hooks=hooks)
+        self.retrier = Retrier(
+            config.name,
+            config.retry,
+            budget=RetryBudget(ratio=config.retry_budget_ratio),
+            hooks=hooks,
+        )
+        register(self.breaker)
+        register(self.bulkhead)
+        register(self.retrier)
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url,
+            transport=InstrumentedTransport(
+                httpx.AsyncHTTPTransport(retries=0), peer_service=config.name
+            ),
+            timeout=config.timeout,
+            # Keep-alive pool sized to the bulkhead: a slot never waits for a socket.
+            limits=httpx.Limits(
+                max_connections=config.max_concurrent,
+                max_keepalive_connections=config.max_concurrent,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        url_template: str | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - per attempt, capped by the deadline
+    ) -> httpx.Response:
+        """Send one logical request; returns whatever status the dependency answered.
+
+        Raises ``DownstreamUnavailable`` (503) when the dependency cannot be
+        reached or a guard refuses, ``DownstreamTimeout`` (504) when it does
+        not answer within the budget. The caller decides what a 4xx/5xx means.
+        """
+        headers = dict(headers or {})
+        if idempotent is None:
+            idempotent = is_idempotent(method, headers)
+        deadline = current_deadline.get()
+        if deadline is not None and deadline.expired:
+            raise DownstreamTimeout(f"No time left to call {self.name}.", dependency=self.name)
+        attempt_number = 0
+        # Whether any attempt may have reached the server: the difference, for a
+        # failed charge, between "nothing happened" and "refund to be safe".
+        maybe_delivered = False
+
+        async def attempt() -> httpx.Response:
+            nonlocal attempt_number, maybe_delivered
+            attempt_number += 1
+            own = timeout if timeout is not None else self.config.timeout
+            budget = deadline.timeout_for(own) if deadline is not None else own
+            if budget <= 0:
+                raise DeadlineExceeded(self.name)
+            send_headers = dict(headers)
+            if deadline is not None:
+                send_headers[DEADLINE_HEADER] = to_header(deadline)
+            extensions: dict[str, Any] = {}
+            if url_template:
+                extensions[URL_TEMPLATE_EXTENSION] = url_template
+            if attempt_number > 1:
+                extensions[RESEND_COUNT_EXTENSION] = attempt_number - 1
+            try:
+                return await self._client.request(
+                    method,
+                    path,
+                    json=json,
+                    content=content,
+                    params=params,
+                    headers=send_headers,
+                    timeout=budget,
+                    extensions=extensions,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+                raise  # no connection: the request never left
+            except BaseException:
+                maybe_delivered = True
+                raise
+
+        try:
+            async with self.bulkhead:
+                permit = self.breaker.acquire_permission()
+                start = time.monotonic()
+                try:
+                    response = await self.retrier.call(attempt, idempotent=idempotent)
+                except BaseException as exc:
+                    if isinstance(exc, Exception):
+                        self.breaker.on_error(time.monotonic() - start, exc, permit)
+                    else:  # cancelled: no verdict on the dependency
+                        self.breaker.release_permission(permit)
+                    raise
+                self.breaker.on_result(time.monotonic() - start, response, permit)
+                return response
+        except CircuitOpenError as exc:
+            raise DownstreamUnavailable(
+                f"{self.name} is failing; calls are paused (circuit breaker open).",
+                retry_after=exc.retry_after,
+                dependency=self.name,
+                reason="circuit_open",
+            ) from None
+        except BulkheadFullError:
+            raise DownstreamUnavailable(
+                f"Too many calls to {self.name} in flight.",
+                dependency=self.name,
+                reason="bulkhead_full",
+            ) from None
+        except (httpx.TimeoutException, DeadlineExceeded):
+            timeout_error = DownstreamTimeout(
+                f"{self.name} did not answer in time.", dependency=self.name
+            )
+            timeout_error.maybe_delivered = maybe_delivered
+            raise timeout_error from None
+        except httpx.TransportError as exc:
+            unreachable = DownstreamUnavailable(
+                f"{self.name} is unreachable ({type(exc).__name__}).",
+                dependency=self.name,
+                reason="unreachable",
+            )
+            unreachable.maybe_delivered = maybe_delivered
+            raise unreachable from None

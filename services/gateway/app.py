@@ -1,0 +1,62 @@
+"""The gateway: the platform's only public entry point."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from pydantic import Field
+
+from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.chassis.http_client import DependencyConfig
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.routes import (
+    AUTH_TIMEOUT,
+    CATALOG_TIMEOUT,
+    ORDERS_TIMEOUT,
+    AuthRoutes,
+    CatalogRoutes,
+    OrderRoutes,
+)
+
+# A call may use its route's whole budget: the deadline, not a shorter client
+# timeout, decides when the gateway gives up (and answers 504).
+DOWNSTREAMS = {
+    "accounts": DependencyConfig(name="accounts", base_url="", timeout=AUTH_TIMEOUT),
+    "inventory": DependencyConfig(name="inventory", base_url="", timeout=CATALOG_TIMEOUT),
+    "orders": DependencyConfig(name="orders", base_url="", timeout=ORDERS_TIMEOUT),
+}
+
+
+class GatewaySettings(ServiceSettings):
+    port: Port = 8000
+    # Signed-in users, per user; anonymous routes, per client IP.
+    rate_limit_user_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_user_burst: int = Field(default=100, ge=1)
+    rate_limit_ip_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_ip_burst: int = Field(default=400, ge=1)
+
+
+def build(settings: GatewaySettings) -> Litestar:
+    async def startup(ctx: ServiceContext) -> None:
+        ctx.extras["rate_limiters"] = {
+            "user": RateLimiter(
+                settings.rate_limit_user_per_second, settings.rate_limit_user_burst
+            ),
+            "ip": RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
+        }
+
+    return create_app(
+        "gateway",
+        route_handlers=[AuthRoutes, CatalogRoutes, OrderRoutes],
+        settings=settings,
+        on_startup=[startup],
+        downstream_overrides=DOWNSTREAMS,
+        description="Redline's public API: sign-up and sign-in, the catalog, and orders.",
+    )
+
+
+def create() -> Litestar:
+    return build(load_settings(GatewaySettings))
+
+
+def main() -> None:
+    run(build, GatewaySettings)

@@ -1,0 +1,46 @@
+"""The orders service's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+OrderStatus = Literal["pending", "confirmed", "cancelled"]
+
+
+class OrderLine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    product_id: Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+
+class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    items: Annotated[list[OrderLine], msgspec.Meta(min_length=1, max_length=20)]
+    payment_method: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "pm_card_visa"
+
+
+class OrderItem(msgspec.Struct, kw_only=True):
+    product_id: int
+    name: str
+    quantity: int
+    unit_price_cents: int
+
+
+class Order(msgspec.Struct, kw_only=True):
+    id: UUID
+    status: OrderStatus
+    step: str
+    reason: str | None
+    total_cents: int
+    currency: str
+    items: list[OrderItem]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(msgspec.Struct, kw_only=True):
+    items: list[Order]
+    limit: int
+    offset: int

@@ -1,0 +1,121 @@
+"""HTTP routes of the orders service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import Parameter
+
+from services.chassis import Database, ProblemError
+from services.chassis.admin import require_admin
+from services.chassis.auth import current_principal
+from services.chassis.errors import PROBLEM_JSON
+from services.orders import store
+from services.orders.models import Order, OrderPage, PlaceOrder
+from services.orders.saga import Pauses
+from services.orders.service import OrderService
+
+MAX_KEY_LENGTH = 255
+
+
+def parse_idempotency_key(value: str | None) -> str:
+    """The header is a Structured Field string ("..."); a bare token is accepted too."""
+    if value is None or not value.strip():
+        raise ProblemError(
+            "The Idempotency-Key header is required for POST /orders.",
+            status=400,
+            type_slug="idempotency-key-missing",
+        )
+    key = value.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not (0 < len(key) <= MAX_KEY_LENGTH) or not key.isprintable():
+        raise ProblemError(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters.",
+            status=400,
+            type_slug="idempotency-key-invalid",
+        )
+    return key
+
+
+class OrdersController(Controller):
+    path = "/orders"
+    tags = ["orders"]
+
+    @post("/", opt={"deadline": "cooperative"})
+    async def place_order(
+        self,
+        request: Request[Any, Any, Any],
+        data: PlaceOrder,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> Response[Any]:
+        """Place an order: reserve stock, charge, confirm — or cancel and compensate.
+
+        201 confirmed, 202 still completing, 402 payment declined, 409 out of
+        stock, 503 a dependency was unavailable (nothing charged). Retrying with
+        the same Idempotency-Key replays the first response.
+        """
+        principal = current_principal(request)
+        key = parse_idempotency_key(idempotency_key)
+        service: OrderService = request.app.state.ctx.extras["orders"]
+        status, body, replayed = await service.place(principal.user_id, key, data)
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        if status in (201, 202) and isinstance(body, dict) and "id" in body:
+            headers["Location"] = f"/orders/{body['id']}"
+        media = PROBLEM_JSON if status >= 400 else "application/json"
+        return Response(body, status_code=status, headers=headers, media_type=media)
+
+    @get("/{order_id:uuid}")
+    async def get_order(
+        self, request: Request[Any, Any, Any], db: Database, order_id: UUID
+    ) -> Order:
+        principal = current_principal(request)
+        order = await store.get_for_user(db, order_id, principal.user_id)
+        if order is None:
+            raise ProblemError(
+                f"Order {order_id} does not exist.", status=404, type_slug="order-not-found"
+            )
+        return order
+
+    @get("/")
+    async def list_orders(
+        self,
+        request: Request[Any, Any, Any],
+        db: Database,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+    ) -> OrderPage:
+        principal = current_principal(request)
+        items = await store.list_for_user(db, principal.user_id, limit=limit, offset=offset)
+        return OrderPage(items=items, limit=limit, offset=offset)
+
+    @get("/ledger")
+    async def ledger(self, db: Database) -> dict[str, int]:
+        """Counts per status and the value of confirmed orders, for reconciliation."""
+        return await store.ledger(db)
+
+
+class PausesBody(msgspec.Struct, forbid_unknown_fields=True):
+    after: list[str]
+
+
+class SagaAdminController(Controller):
+    """A test and chaos hook: hold sagas right after a step, to kill the process there."""
+
+    path = "/admin/saga/pauses"
+    guards = [require_admin]
+    include_in_schema = False
+
+    @put("/", sync_to_thread=False)
+    def set_pauses(self, request: Request[Any, Any, Any], data: PausesBody) -> PausesBody:
+        pauses: Pauses = request.app.state.ctx.extras["orders"].saga.pauses
+        pauses.set(set(data.after))
+        return PausesBody(after=sorted(pauses.after))
+
+    @delete("/", sync_to_thread=False, status_code=200)
+    def clear_pauses(self, request: Request[Any, Any, Any]) -> PausesBody:
+        request.app.state.ctx.extras["orders"].saga.pauses.clear()
+        return PausesBody(after=[])

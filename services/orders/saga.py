@@ -1,0 +1,352 @@
+"""The order saga: reserve stock -> charge -> commit, compensating in reverse.
+
+The machine, by the ``step`` column (each write happens before the call it
+announces, so a crash leaves a step that says what may have happened)::
+
+    created ──reserve──▶ reserved ──▶ charging ──charge──▶ charged ──commit──▶ confirmed
+       │ out of stock /      │            │ declined          │ refused (released)
+       │ unknown             │            │ unknown           ▼
+       ▼                     ▼            ▼            compensating_refund
+    compensating_release ◀───┴────────────┴──(declined)───────┘  │ refund
+       │ release                                                 ▼
+       ▼                                               compensating_release ...
+    cancelled
+
+* A definite refusal (409 out of stock, 402 declined) compensates what was
+  done; an *unknown* outcome (timeout, 5xx, breaker open) compensates as if
+  the call had succeeded, because every downstream operation is idempotent and
+  leaves a tombstone: releasing a reservation that never happened, or
+  refunding a charge that never happened, blocks that call if it arrives late.
+* Once charged, the saga only moves forward: a failed commit is retried (by
+  the recovery loop) rather than refunding a paid order.
+* Recovery (another process, or this one after a restart) takes over pending
+  orders whose lease ran out: before the charge it compensates (the customer
+  is long gone; do not charge them minutes later), after it, it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import httpx
+from opentelemetry import trace
+
+from services.chassis import Database, ProblemError
+from services.chassis.http_client import Downstream, DownstreamTimeout, DownstreamUnavailable
+from services.chassis.resilience import deadline_scope
+from services.orders import store
+from services.orders.metrics import (
+    ORDER_VALUE,
+    ORDERS_COMPLETED,
+    SAGA_COMPENSATIONS,
+    SAGA_RECOVERIES,
+    SAGA_STEP_FAILURES,
+)
+from services.orders.models import Order
+from telemetry import get_logger
+
+_log = get_logger("saga")
+_tracer = trace.get_tracer("services.orders.saga")
+
+# Compensations must finish even when the request that started the saga has
+# run out of time: they get a budget of their own.
+COMPENSATION_BUDGET_SECONDS = 5.0
+
+# Cancellation reasons (the `reason` label of orders_completed_total).
+OUT_OF_STOCK = "out_of_stock"
+PAYMENT_DECLINED = "payment_declined"
+PAYMENT_UNAVAILABLE = "payment_unavailable"
+INVENTORY_UNAVAILABLE = "inventory_unavailable"
+INTERRUPTED = "interrupted"
+INVENTORY_CONFLICT = "inventory_conflict"
+
+
+class Outcome:
+    OK = "ok"
+    REFUSED = "refused"  # a definite "no": nothing happened downstream
+    UNKNOWN = "unknown"  # it may or may not have happened
+    NOT_SENT = "not_sent"  # the call never reached the dependency
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """Stands for the response of a call that never left (connection refused, breaker open)."""
+
+
+def classify(response: httpx.Response | NotSent | None) -> str:
+    if isinstance(response, NotSent):
+        return Outcome.NOT_SENT
+    if response is None or response.status_code >= 500:
+        return Outcome.UNKNOWN
+    if response.status_code < 300:
+        return Outcome.OK
+    return Outcome.REFUSED
+
+
+def _problem_type(response: httpx.Response | NotSent | None) -> str:
+    if not isinstance(response, httpx.Response):
+        return ""
+    try:
+        return str(response.json().get("type", "")).rsplit("/", 1)[-1]
+    except ValueError:
+        return ""
+
+
+@dataclass
+class Pauses:
+    """A test hook: hold sagas right after they record a step (admin API, off by default)."""
+
+    after: set[str] = field(default_factory=set)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, steps: set[str]) -> None:
+        self.after = set(steps)
+        self._released = asyncio.Event()
+
+    def clear(self) -> None:
+        self.after = set()
+        self._released.set()
+
+    async def checkpoint(self, order_id: UUID, step: str) -> None:
+        if step in self.after:
+            _log.warning("saga paused", order_id=str(order_id), step=step)
+            await self._released.wait()
+
+
+@dataclass
+class Saga:
+    db: Database
+    inventory: Downstream
+    payments: Downstream
+    owner: str
+    lease_seconds: float
+    pauses: Pauses = field(default_factory=Pauses)
+
+    # -- plumbing ------------------------------------------------------------------
+    async def _call(
+        self, downstream: Downstream, method: str, path: str, template: str, json: Any = None
+    ) -> httpx.Response | NotSent | None:
+        """None when the outcome is unknown; NotSent when the call certainly never arrived."""
+        try:
+            return await downstream.request(
+                method, path, url_template=template, json=json, idempotent=True
+            )
+        except (DownstreamUnavailable, DownstreamTimeout) as exc:
+            _log.warning(
+                "saga call failed", dependency=downstream.name, path=template, error=exc.detail
+            )
+            return None if exc.maybe_delivered else NotSent()
+
+    async def _advance(self, order_id: UUID, step: str, outcome: str, **kw: Any) -> bool:
+        ok = await store.advance(
+            self.db,
+            order_id,
+            step=step,
+            outcome=outcome,
+            owner=self.owner,
+            lease_seconds=self.lease_seconds,
+            **kw,
+        )
+        if ok:
+            await self.pauses.checkpoint(order_id, step)
+        else:
+            _log.warning("saga lost its lease", order_id=str(order_id), step=step)
+        return ok
+
+    @contextlib.contextmanager
+    def _span(
+        self, name: str, order_id: UUID, *, compensation: bool = False
+    ) -> Iterator[trace.Span]:
+        span_name = f"saga compensate {name}" if compensation else f"saga {name}"
+        with _tracer.start_as_current_span(
+            span_name,
+            attributes={
+                "order.id": str(order_id),
+                "saga.step": name,
+                "saga.compensation": compensation,
+            },
+        ) as span:
+            yield span
+
+    # -- the machine ---------------------------------------------------------------
+    async def drive(self, order_id: UUID, *, recovering: bool = False) -> Order:
+        """Move the order as far as it can go now; returns it as it then is."""
+        while True:
+            async with self.db.acquire() as conn:
+                found = await store.load(conn, order_id)
+            if found is None:
+                raise ProblemError(f"Order {order_id} vanished.", status=500)
+            order, _user, payment_method = found
+            if order.status != "pending":
+                return order
+            step = order.step
+            if recovering:
+                step = self._recovery_step(order)
+                recovering = False
+                if step != order.step:
+                    SAGA_RECOVERIES.labels("compensated").inc()
+                    if not await self._advance(order_id, step, "recovered", reason=INTERRUPTED):
+                        return order
+                    continue
+                SAGA_RECOVERIES.labels("resumed").inc()
+            if not await self._step(order, step, payment_method):
+                return await self._reload(order_id)
+
+    async def _reload(self, order_id: UUID) -> Order:
+        async with self.db.acquire() as conn:
+            found = await store.load(conn, order_id)
+        if found is None:
+            raise ProblemError(f"Order {order_id} vanished.", status=500)
+        return found[0]
+
+    @staticmethod
+    def _recovery_step(order: Order) -> str:
+        """Where an interrupted saga resumes: compensate before the charge, commit after."""
+        if order.step in ("created", "reserved"):
+            return "compensating_release"
+        if order.step == "charging":
+            return "compensating_refund"
+        return order.step
+
+    async def _step(self, order: Order, step: str, payment_method: str) -> bool:
+        if step == "created":
+            return await self._reserve(order)
+        if step in ("reserved", "charging"):
+            return await self._charge(order, payment_method)
+        if step == "charged":
+            return await self._commit(order)
+        if step == "compensating_refund":
+            return await self._refund(order)
+        if step == "compensating_release":
+            return await self._release(order)
+        raise ProblemError(f"Order {order.id} is at an unknown step {step!r}.", status=500)
+
+    async def _reserve(self, order: Order) -> bool:
+        body = {
+            "order_id": str(order.id),
+            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+        }
+        with self._span("reserve_inventory", order.id) as span:
+            response = await self._call(
+                self.inventory, "POST", "/reservations", "/reservations", body
+            )
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome)
+        if outcome == Outcome.OK:
+            return await self._advance(order.id, "reserved", "ok")
+        SAGA_STEP_FAILURES.labels("reserve_inventory").inc()
+        if outcome == Outcome.NOT_SENT:
+            # Nothing reached inventory, nothing can arrive late: nothing to undo.
+            return await self._cancel(order.id, INVENTORY_UNAVAILABLE, "not_sent")
+        if outcome == Outcome.REFUSED and _problem_type(response) == "out-of-stock":
+            reason = OUT_OF_STOCK
+        elif outcome == Outcome.REFUSED:
+            reason = (
+                INTERRUPTED if _problem_type(response) == "reservation-conflict" else OUT_OF_STOCK
+            )
+        else:
+            reason = INVENTORY_UNAVAILABLE
+        # Even a refusal releases: it leaves the tombstone that stops a late reserve.
+        return await self._advance(order.id, "compensating_release", outcome, reason=reason)
+
+    async def _charge(self, order: Order, payment_method: str) -> bool:
+        if order.step != "charging" and not await self._advance(order.id, "charging", "started"):
+            return False
+        body = {
+            "order_id": str(order.id),
+            "amount_cents": order.total_cents,
+            "currency": order.currency,
+            "payment_method": payment_method,
+        }
+        with self._span("charge_payment", order.id) as span:
+            response = await self._call(self.payments, "POST", "/charges", "/charges", body)
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome)
+        if outcome == Outcome.OK:
+            return await self._advance(order.id, "charged", "ok")
+        SAGA_STEP_FAILURES.labels("charge_payment").inc()
+        if (
+            outcome == Outcome.REFUSED
+            and isinstance(response, httpx.Response)
+            and (response.status_code == 402)
+        ):
+            detail = _problem_type(response)
+            return await self._advance(
+                order.id, "compensating_release", "declined", reason=PAYMENT_DECLINED, detail=detail
+            )
+        if outcome == Outcome.NOT_SENT:
+            # No charge can exist: only the stock goes back.
+            return await self._advance(
+                order.id, "compensating_release", outcome, reason=PAYMENT_UNAVAILABLE
+            )
+        reason = INTERRUPTED if outcome == Outcome.REFUSED else PAYMENT_UNAVAILABLE
+        return await self._advance(order.id, "compensating_refund", outcome, reason=reason)
+
+    async def _commit(self, order: Order) -> bool:
+        path = f"/reservations/{order.id}/commit"
+        with self._span("commit_inventory", order.id) as span:
+            response = await self._call(
+                self.inventory, "POST", path, "/reservations/{order_id}/commit"
+            )
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome)
+        if outcome == Outcome.OK:
+            moved = await self._advance(order.id, "confirmed", "ok", status="confirmed")
+            if moved:
+                ORDERS_COMPLETED.labels("confirmed", "").inc()
+                ORDER_VALUE.observe(order.total_cents / 100)
+            return False  # terminal
+        SAGA_STEP_FAILURES.labels("commit_inventory").inc()
+        if outcome == Outcome.REFUSED:
+            # The reservation is gone (released by someone): the paid order cannot ship.
+            return await self._advance(
+                order.id, "compensating_refund", "refused", reason=INVENTORY_CONFLICT
+            )
+        return False  # paid: retry the commit later, never refund it
+
+    async def _refund(self, order: Order) -> bool:
+        with (
+            deadline_scope(COMPENSATION_BUDGET_SECONDS),
+            self._span("refund_payment", order.id, compensation=True) as span,
+        ):
+            response = await self._call(
+                self.payments, "POST", f"/charges/{order.id}/refund", "/charges/{order_id}/refund"
+            )
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome)
+        if outcome != Outcome.OK:
+            return False  # try again later; the lease keeps others away meanwhile
+        SAGA_COMPENSATIONS.labels("refund_payment").inc()
+        return await self._advance(order.id, "compensating_release", "refunded")
+
+    async def _release(self, order: Order) -> bool:
+        with (
+            deadline_scope(COMPENSATION_BUDGET_SECONDS),
+            self._span("release_inventory", order.id, compensation=True) as span,
+        ):
+            response = await self._call(
+                self.inventory,
+                "POST",
+                f"/reservations/{order.id}/release",
+                "/reservations/{order_id}/release",
+            )
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome)
+        if outcome != Outcome.OK:
+            return False
+        SAGA_COMPENSATIONS.labels("release_inventory").inc()
+        reason = (await self._reload(order.id)).reason or INTERRUPTED
+        return await self._cancel(order.id, reason, "released")
+
+    async def _cancel(self, order_id: UUID, reason: str, outcome: str) -> bool:
+        moved = await self._advance(
+            order_id, "cancelled", outcome, status="cancelled", reason=reason
+        )
+        if moved:
+            ORDERS_COMPLETED.labels("cancelled", reason).inc()
+        return False  # terminal

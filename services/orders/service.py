@@ -1,0 +1,182 @@
+"""Placing orders: idempotency, pricing from the catalog, running and recovering sagas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from services.chassis import Database, ProblemError
+from services.chassis.errors import PROBLEM_BASE
+from services.chassis.http_client import Downstream, DownstreamTimeout, DownstreamUnavailable
+from services.orders import store
+from services.orders.metrics import ORDERS_IN_FLIGHT
+from services.orders.models import Order, PlaceOrder
+from services.orders.saga import (
+    INVENTORY_CONFLICT,
+    OUT_OF_STOCK,
+    PAYMENT_DECLINED,
+    Saga,
+)
+from telemetry import get_logger
+
+_log = get_logger("orders")
+
+# How a cancelled order answers the request that placed it.
+_CANCELLED = {
+    OUT_OF_STOCK: (409, "out-of-stock", "Out of stock", "An item in the order is out of stock."),
+    PAYMENT_DECLINED: (402, "payment-declined", "Payment declined", "The payment was declined."),
+    INVENTORY_CONFLICT: (
+        409,
+        "order-conflict",
+        "Order conflict",
+        "The stock reservation was lost.",
+    ),
+}
+
+
+def response_for(order: Order) -> tuple[int, dict[str, Any]]:
+    """(status, body) for the POST that placed ``order``; replayed for its idempotency key."""
+    body: dict[str, Any] = msgspec.to_builtins(order)
+    if order.status == "confirmed":
+        return 201, body
+    if order.status == "pending":
+        return 202, body
+    status, slug, title, detail = _CANCELLED.get(
+        order.reason or "",
+        (
+            503,
+            "order-not-completed",
+            "Order not completed",
+            "A service the order needs was unavailable; the order was cancelled, nothing charged.",
+        ),
+    )
+    return status, {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": f"/orders/{order.id}",
+        "order_id": str(order.id),
+        "reason": order.reason,
+        "order": body,
+    }
+
+
+@dataclass
+class OrderService:
+    db: Database
+    inventory: Downstream
+    saga: Saga
+
+    async def price(self, data: PlaceOrder) -> list[store.Priced]:
+        """Prices and names come from the catalog, never from the client."""
+        lines: dict[int, int] = {}
+        for line in data.items:
+            lines[line.product_id] = lines.get(line.product_id, 0) + line.quantity
+
+        async def one(product_id: int, quantity: int) -> store.Priced:
+            r = await self.inventory.request(
+                "GET", f"/products/{product_id}", url_template="/products/{product_id}"
+            )
+            if r.status_code == 404:
+                raise ProblemError(
+                    f"Product {product_id} does not exist.",
+                    status=422,
+                    type_slug="unknown-product",
+                    product_id=product_id,
+                )
+            if r.status_code != 200:
+                raise DownstreamUnavailable(
+                    f"The catalog answered {r.status_code}.", dependency="inventory"
+                )
+            p = r.json()
+            return store.Priced(product_id, p["name"], quantity, p["price_cents"])
+
+        return list(await asyncio.gather(*(one(p, q) for p, q in sorted(lines.items()))))
+
+    async def run(self, order_id: UUID, *, recovering: bool = False) -> Order:
+        """Drive the saga and record the response its idempotency key replays."""
+        ORDERS_IN_FLIGHT.inc()
+        try:
+            order = await self.saga.drive(order_id, recovering=recovering)
+            status, body = response_for(order)
+            if order.status != "pending":
+                await store.store_response(self.db, order_id, status, body)
+            return order
+        finally:
+            ORDERS_IN_FLIGHT.dec()
+
+    async def place(self, user_id: UUID, key: str, data: PlaceOrder) -> tuple[int, Any, bool]:
+        """(status, body, replayed)."""
+        digest = store.request_hash(msgspec.to_builtins(data))
+        claim = await store.claim_key(self.db, user_id, key, digest)
+        if claim.state is store.KeyState.MISMATCH:
+            raise ProblemError(
+                "This Idempotency-Key was used with a different request body.",
+                status=422,
+                type_slug="idempotency-key-reused",
+            )
+        if claim.state is store.KeyState.IN_PROGRESS:
+            raise ProblemError(
+                "A request with this Idempotency-Key is still being processed.",
+                status=409,
+                type_slug="idempotency-key-in-progress",
+                headers={"Retry-After": "1"},
+                order_id=str(claim.order_id) if claim.order_id else None,
+            )
+        if claim.state is store.KeyState.REPLAY:
+            return int(claim.status or 200), claim.body, True
+        try:
+            priced = await self.price(data)
+        except BaseException:
+            # Nothing was created: let the client retry with the same key.
+            await store.release_key(self.db, user_id, key)
+            raise
+        order_id = uuid.uuid4()
+        await store.create_order(
+            self.db,
+            order_id=order_id,
+            user_id=user_id,
+            key=key,
+            items=priced,
+            payment_method=data.payment_method,
+            owner=self.saga.owner,
+            lease_seconds=self.saga.lease_seconds,
+        )
+        # Shielded: a client that hangs up (or a cancelled handler) must not
+        # stop the saga half-way; it finishes and records its response anyway.
+        order = await asyncio.shield(asyncio.create_task(self.run(order_id)))
+        status, body = response_for(order)
+        return status, body, False
+
+    async def recover_forever(self, interval: float) -> None:
+        """Finish sagas whose driver died (this process before a restart, or another)."""
+        await self.db.ready.wait()
+        while True:
+            with contextlib.suppress(Exception):
+                await self._recover_once()
+            await asyncio.sleep(interval)
+
+    async def _recover_once(self) -> None:
+        try:
+            ids = await store.take_over_stale(
+                self.db, owner=self.saga.owner, lease_seconds=self.saga.lease_seconds
+            )
+        except ProblemError:
+            return  # database down: try again next round
+        for order_id in ids:
+            try:
+                order = await self.run(order_id, recovering=True)
+                _log.info(
+                    "saga recovered", order_id=str(order_id), status=order.status, step=order.step
+                )
+            except (DownstreamUnavailable, DownstreamTimeout, ProblemError) as exc:
+                _log.warning("saga recovery deferred", order_id=str(order_id), error=str(exc))
+            except Exception as exc:
+                _log.error("saga recovery failed", order_id=str(order_id), exc_info=exc)

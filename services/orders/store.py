@@ -1,0 +1,278 @@
+"""Orders, their saga progress and idempotency keys, in the orders database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.chassis import Database
+from services.orders.models import Order, OrderItem
+
+
+@dataclass(frozen=True)
+class Priced:
+    product_id: int
+    name: str
+    quantity: int
+    unit_price_cents: int
+
+
+class KeyState(StrEnum):
+    NEW = "new"
+    REPLAY = "replay"
+    MISMATCH = "mismatch"
+    IN_PROGRESS = "in_progress"
+
+
+@dataclass(frozen=True)
+class KeyClaim:
+    state: KeyState
+    order_id: UUID | None = None
+    status: int | None = None
+    body: Any = None
+
+
+def request_hash(body: Any) -> str:
+    """A stable digest of the request body: same items in any key order hash the same."""
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+async def claim_key(db: Database, user_id: UUID, key: str, digest: str) -> KeyClaim:
+    async with db.transaction() as conn:
+        inserted = await conn.fetchval(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3) "
+            "ON CONFLICT (user_id, key) DO NOTHING RETURNING true",
+            user_id,
+            key,
+            digest,
+        )
+        if inserted:
+            return KeyClaim(KeyState.NEW)
+        row = await conn.fetchrow(
+            "SELECT request_hash, order_id, response_status, response_body "
+            "FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+            user_id,
+            key,
+        )
+    if row is None:  # expired and purged between the two statements: try again
+        return await claim_key(db, user_id, key, digest)
+    if row["request_hash"] != digest:
+        return KeyClaim(KeyState.MISMATCH, row["order_id"])
+    if row["response_status"] is None:
+        return KeyClaim(KeyState.IN_PROGRESS, row["order_id"])
+    return KeyClaim(
+        KeyState.REPLAY, row["order_id"], row["response_status"], json.loads(row["response_body"])
+    )
+
+
+async def release_key(db: Database, user_id: UUID, key: str) -> None:
+    """Forget a key whose request failed before creating anything, so a retry may run."""
+    await db.execute(
+        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND order_id IS NULL",
+        user_id,
+        key,
+    )
+
+
+async def purge_expired_keys(db: Database) -> int:
+    result = await db.execute("DELETE FROM idempotency_keys WHERE expires_at < now()")
+    return int(result.split()[-1])
+
+
+async def create_order(
+    db: Database,
+    *,
+    order_id: UUID,
+    user_id: UUID,
+    key: str,
+    items: list[Priced],
+    payment_method: str,
+    owner: str,
+    lease_seconds: float,
+) -> None:
+    total = sum(i.quantity * i.unit_price_cents for i in items)
+    async with db.transaction() as conn:
+        await conn.execute(
+            """INSERT INTO orders (id, user_id, status, step, total_cents, payment_method,
+                                   lease_owner, lease_until)
+               VALUES ($1, $2, 'pending', 'created', $3, $4, $5,
+                       now() + make_interval(secs => $6))""",
+            order_id,
+            user_id,
+            total,
+            payment_method,
+            owner,
+            lease_seconds,
+        )
+        await conn.executemany(
+            "INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [(order_id, i.product_id, i.name, i.quantity, i.unit_price_cents) for i in items],
+        )
+        await conn.execute(
+            "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
+            user_id,
+            key,
+            order_id,
+        )
+        await conn.execute(
+            "INSERT INTO saga_events (order_id, step, outcome) VALUES ($1, 'created', 'ok')",
+            order_id,
+        )
+
+
+async def advance(
+    db: Database,
+    order_id: UUID,
+    *,
+    step: str,
+    outcome: str,
+    status: str = "pending",
+    reason: str | None = None,
+    detail: str | None = None,
+    owner: str,
+    lease_seconds: float,
+) -> bool:
+    """Record a step, renewing the lease. False if another process holds the order now."""
+    async with db.transaction() as conn:
+        updated = await conn.fetchval(
+            """UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
+                      lease_owner = $5, lease_until = now() + make_interval(secs => $6),
+                      updated_at = now()
+               WHERE id = $1 AND status = 'pending' AND lease_owner = $5
+               RETURNING true""",
+            order_id,
+            step,
+            status,
+            reason,
+            owner,
+            lease_seconds,
+        )
+        if not updated:
+            return False
+        await conn.execute(
+            "INSERT INTO saga_events (order_id, step, outcome, detail) VALUES ($1, $2, $3, $4)",
+            order_id,
+            step,
+            outcome,
+            detail,
+        )
+    return True
+
+
+async def store_response(db: Database, order_id: UUID, status: int, body: Any) -> None:
+    """The response every retry with this order's key replays from now on."""
+    await db.execute(
+        "UPDATE idempotency_keys SET response_status = $2, response_body = $3::jsonb "
+        "WHERE order_id = $1",
+        order_id,
+        status,
+        json.dumps(body, default=str),
+    )
+
+
+def _order(row: Any, items: list[Any]) -> Order:
+    return Order(
+        id=row["id"],
+        status=row["status"],
+        step=row["step"],
+        reason=row["reason"],
+        total_cents=row["total_cents"],
+        currency=row["currency"],
+        items=[
+            OrderItem(
+                product_id=i["product_id"],
+                name=i["name"],
+                quantity=i["quantity"],
+                unit_price_cents=i["unit_price_cents"],
+            )
+            for i in items
+        ],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+_ORDER_COLUMNS = (
+    "id, user_id, status, step, reason, total_cents, currency, payment_method, "
+    "created_at, updated_at"
+)
+
+
+async def load(conn: asyncpg.Connection, order_id: UUID) -> tuple[Order, UUID, str] | None:
+    """(order, its user, its payment method)."""
+    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)  # noqa: S608
+    if row is None:
+        return None
+    items = await conn.fetch(
+        "SELECT product_id, name, quantity, unit_price_cents FROM order_items "
+        "WHERE order_id = $1 ORDER BY product_id",
+        order_id,
+    )
+    return _order(row, items), row["user_id"], row["payment_method"]
+
+
+async def get_for_user(db: Database, order_id: UUID, user_id: UUID) -> Order | None:
+    async with db.acquire() as conn:
+        found = await load(conn, order_id)
+    if found is None or found[1] != user_id:
+        return None  # another user's order does not exist, as far as this caller knows
+    return found[0]
+
+
+async def list_for_user(db: Database, user_id: UUID, *, limit: int, offset: int) -> list[Order]:
+    async with db.acquire() as conn:
+        rows = await conn.fetch(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE user_id = $1 "  # noqa: S608
+            "ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+            user_id,
+            limit,
+            offset,
+        )
+        ids = [r["id"] for r in rows]
+        items = await conn.fetch(
+            "SELECT order_id, product_id, name, quantity, unit_price_cents FROM order_items "
+            "WHERE order_id = ANY($1::uuid[]) ORDER BY product_id",
+            ids,
+        )
+    by_order: dict[UUID, list[Any]] = {}
+    for item in items:
+        by_order.setdefault(item["order_id"], []).append(item)
+    return [_order(r, by_order.get(r["id"], [])) for r in rows]
+
+
+async def take_over_stale(
+    db: Database, *, owner: str, lease_seconds: float, limit: int = 20
+) -> list[UUID]:
+    """Lease pending orders whose driver went away (its lease ran out)."""
+    rows = await db.fetch(
+        """UPDATE orders SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
+           WHERE id IN (SELECT id FROM orders
+                        WHERE status = 'pending' AND lease_until < now()
+                        ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
+           RETURNING id""",
+        owner,
+        lease_seconds,
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
+async def ledger(db: Database) -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT status, count(*) AS n, coalesce(sum(total_cents), 0) AS cents "
+        "FROM orders GROUP BY status"
+    )
+    out = {"pending_count": 0, "confirmed_count": 0, "cancelled_count": 0, "confirmed_cents": 0}
+    for r in rows:
+        out[f"{r['status']}_count"] = r["n"]
+        out[f"{r['status']}_cents"] = int(r["cents"])
+    return out
