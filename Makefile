@@ -8,7 +8,8 @@ VENV := .venv
 RUN := $(VENV)/bin
 # Debian packages the tests and `redline up` use: command -> package.
 SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
-               prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey
+               prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
+               docker-compose:docker-compose
 
 .PHONY: up test lint fmt bench dashboards install system-deps clean help
 

@@ -14,7 +14,7 @@ import pytest
 
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
-from tests.harness import ServiceProcess, free_port, otel_env
+from tests.harness import Platform, ServiceProcess, free_port, otel_env
 from tests.otlp_receiver import OtlpReceiver
 
 _db_counter = itertools.count(1)
@@ -87,6 +87,34 @@ def inventory(
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    new_database: Callable[[str], str], otlp: OtlpReceiver, logs_dir: Path
+) -> Iterator[Platform]:
+    """All five services, on fresh databases, for one test module."""
+    p = Platform.build(
+        databases=new_database,
+        logs=logs_dir / f"platform-{free_port()}",
+        otlp_endpoint=otlp.endpoint,
+        extra_env={
+            "payments": {
+                "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
+                "REDLINE_PROCESSOR_DECLINE_RATE": "0",
+            },
+            "orders": {
+                "REDLINE_SAGA_LEASE_SECONDS": "2",
+                "REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
+            },
+            "gateway": {
+                "REDLINE_RATE_LIMIT_USER_PER_SECOND": "10",
+                "REDLINE_RATE_LIMIT_USER_BURST": "30",
+            },
+        },
+    ).start()
+    yield p
+    p.stop()
 
 
 def require_tool(name: str) -> str:

@@ -16,29 +16,6 @@ from tests.otlp_receiver import OtlpReceiver
 
 
 @pytest.fixture(scope="module")
-def platform(
-    new_database: Callable[[str], str], otlp: OtlpReceiver, logs_dir: Path
-) -> Iterator[Platform]:
-    p = Platform.build(
-        databases=lambda name: new_database(f"journey_{name}"),
-        logs=logs_dir / "journeys",
-        otlp_endpoint=otlp.endpoint,
-        extra_env={
-            "payments": {
-                "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
-                "REDLINE_PROCESSOR_DECLINE_RATE": "0",
-            },
-            "orders": {
-                "REDLINE_SAGA_LEASE_SECONDS": "2",
-                "REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
-            },
-        },
-    ).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
 def user(platform: Platform) -> User:
     return sign_up(platform.gateway)
 

@@ -112,7 +112,11 @@ def test_metrics_pass_promtool_and_use_bounded_labels(inventory: ServiceProcess)
         httpx.request("PROPFIND", f"{inventory.url}/products")
     httpx.get(f"{inventory.url}/health/ready")
     httpx.get(f"{inventory.url}/health/live")
-    text = httpx.get(f"{inventory.url}/metrics").text
+    # health_ready is refreshed every couple of seconds, not on scrape.
+    text = wait_until(
+        lambda: (t := httpx.get(f"{inventory.url}/metrics").text) if "health_ready 1.0" in t else None,
+        message="health_ready never reported 1",
+    )
 
     check = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True

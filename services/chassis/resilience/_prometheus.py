@@ -56,12 +56,7 @@ _bulkheads: weakref.WeakValueDictionary[str, Bulkhead] = weakref.WeakValueDictio
 _retriers: weakref.WeakValueDictionary[str, Retrier] = weakref.WeakValueDictionary()
 _installed: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
-_AUTOMATIC_TRANSITIONS = (
-    (CircuitState.CLOSED, CircuitState.OPEN),
-    (CircuitState.OPEN, CircuitState.HALF_OPEN),
-    (CircuitState.HALF_OPEN, CircuitState.OPEN),
-    (CircuitState.HALF_OPEN, CircuitState.CLOSED),
-)
+_AUTOMATIC_TRANSITIONS = ("closed->open", "open->half_open", "half_open->open", "half_open->closed")
 
 
 def _table(obj: CircuitBreaker | Bulkhead | Retrier) -> weakref.WeakValueDictionary[str, Any]:
@@ -147,8 +142,9 @@ def _collect_breakers() -> Iterator[Metric]:
         calls.add_metric([name, "rejected"], snap.rejected_total)
         counts = dict.fromkeys(_AUTOMATIC_TRANSITIONS, 0)
         counts.update(snap.transitions_total)
-        for (frm, to), value in counts.items():
-            transitions.add_metric([name, frm.value, to.value], value)
+        for key, value in counts.items():
+            frm, _, to = key.partition("->")
+            transitions.add_metric([name, frm, to], value)
         if snap.failure_rate is not None:
             failure_rate.add_metric([name], snap.failure_rate)
         if snap.slow_call_rate is not None:

@@ -1,0 +1,1 @@
+"""Tests of services.chassis.resilience: state machines on a manual clock, no I/O."""
