@@ -114,7 +114,7 @@ def test_metrics_pass_promtool_and_use_bounded_labels(inventory: ServiceProcess)
     httpx.get(f"{inventory.url}/health/live")
     # health_ready is refreshed every couple of seconds, not on scrape.
     text = wait_until(
-        lambda: (t := httpx.get(f"{inventory.url}/metrics").text) if "health_ready 1.0" in t else None,
+        lambda: t if "health_ready 1.0" in (t := httpx.get(f"{inventory.url}/metrics").text) else None,
         message="health_ready never reported 1",
     )
 
