@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import itertools
 import shutil
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
@@ -18,6 +20,12 @@ from tests.harness import Platform, ServiceProcess, free_port, otel_env
 from tests.otlp_receiver import OtlpReceiver
 
 _db_counter = itertools.count(1)
+
+# Property tests explore the same examples on every run by default, so CI is
+# reproducible; HYPOTHESIS_PROFILE=explore searches new ones on each run.
+settings.register_profile("redline", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "redline"))
 
 
 @contextlib.contextmanager

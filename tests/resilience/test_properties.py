@@ -174,7 +174,13 @@ class BreakerMachine(RuleBasedStateMachine):
             current = self.generation()
             trials = [p for p in self.outstanding if p.trial and p.generation == current]
             assert snap.half_open_in_flight == len(trials)
-        assert 0 <= snap.buffered_calls <= self.breaker.config.sliding_window_size
+        # Half-open judges its trials on their own, as resilience4j does: that
+        # window holds up to permitted_calls_in_half_open, which may exceed the
+        # closed window's size.
+        limit = self.breaker.config.sliding_window_size
+        if snap.state is CircuitState.HALF_OPEN:
+            limit = max(limit, n)
+        assert 0 <= snap.buffered_calls <= limit
         assert 0 <= snap.failed_calls <= snap.buffered_calls
         assert 0 <= snap.slow_calls <= snap.buffered_calls
         for rate in (snap.failure_rate, snap.slow_call_rate):
