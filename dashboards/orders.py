@@ -1,0 +1,211 @@
+"""Orders & saga: what the business sees, and what the order saga had to undo.
+
+The order saga reserves stock, charges the card, commits the reservation; when
+a step fails it compensates the ones before it (refund, release). Cancelled
+orders for business reasons (out of stock, card declined) are normal; for
+system reasons (payment_unavailable, inventory_unavailable, interrupted) they
+are failures of ours.
+"""
+
+from __future__ import annotations
+
+from grafanalib import core as g
+
+from alerts.slo_rules import BUDGET_REMAINING
+from alerts.slos import ORDERS_AVAILABILITY, PAYMENTS_AVAILABILITY
+from dashboards import links
+from dashboards._grafana import place, target
+from dashboards._panels import stat, timeseries
+from dashboards._promql import RATE, quantile, ratio, sum_rate
+from dashboards.nav import dashboard_links
+
+ORDERS = '{job="orders"}'
+PAYMENTS = '{job="payments"}'
+PER_MINUTE = "suffix: /min"
+
+
+def _orders() -> list[object]:
+    return [
+        timeseries(
+            "Orders completed per minute by outcome and reason",
+            "Orders the saga finished: confirmed, or cancelled with the reason. out_of_stock "
+            "and payment_declined are business as usual; payment_unavailable, "
+            "inventory_unavailable and interrupted are our failures.",
+            [
+                target(
+                    f"60 * {sum_rate('orders_completed_total', ORDERS, 'outcome, reason')}",
+                    "{{outcome}} {{reason}}",
+                )
+            ],
+            PER_MINUTE,
+            stacked=True,
+        ),
+        timeseries(
+            "Order confirmation ratio",
+            "Share of completed orders that were confirmed.",
+            [
+                target(
+                    "1 - "
+                    + ratio("orders_completed_total", 'outcome="cancelled"', ORDERS).replace(
+                        "\n", "\n    "
+                    ),
+                    "confirmed",
+                )
+            ],
+            "percentunit",
+            max_value=1,
+        ),
+        timeseries(
+            "Orders in flight",
+            "Orders whose saga is running right now. A plateau with no completions means "
+            "sagas are stuck waiting on a dependency.",
+            [target(f"sum(orders_in_flight{ORDERS})", "in flight")],
+            "short",
+        ),
+        stat(
+            "Orders availability error budget left",
+            f"{ORDERS_AVAILABILITY.description}: share of the 30-day error budget left.",
+            [target(f'{BUDGET_REMAINING}{{slo="{ORDERS_AVAILABILITY.name}"}}', "orders")],
+            "percentunit",
+            decimals=1,
+            thresholds=(("red", None), ("orange", 0.25), ("green", 0.5)),
+        ),
+    ]
+
+
+def _saga() -> list[object]:
+    return [
+        timeseries(
+            "Saga step failures per minute by step",
+            "Steps that failed: reserve_inventory (out of stock or inventory down), "
+            "charge_payment (declined or payments down), commit_inventory.",
+            [target(f"60 * {sum_rate('saga_step_failures_total', ORDERS, 'step')}", "{{step}}")],
+            PER_MINUTE,
+            bars=True,
+        ),
+        timeseries(
+            "Compensations per minute by step",
+            "Undo steps the saga ran: refund_payment after a charge, release_inventory after a "
+            "reservation. SagaCompensationsHigh fires above 0.2 per completed order.",
+            [target(f"60 * {sum_rate('saga_compensations_total', ORDERS, 'step')}", "{{step}}")],
+            PER_MINUTE,
+            bars=True,
+        ),
+        timeseries(
+            "Saga recoveries after restart",
+            "Sagas an orders process found unfinished at start-up and resumed or compensated "
+            "(a crash or a deploy in the middle of an order), per interval.",
+            [
+                target(
+                    f"sum by (action) (increase(saga_recoveries_total{ORDERS}[{RATE}]))",
+                    "{{action}}",
+                )
+            ],
+            "short",
+            bars=True,
+        ),
+    ]
+
+
+def _payments() -> list[object]:
+    return [
+        timeseries(
+            "Payments per minute by operation and outcome",
+            "Charges and refunds the payments service handled: charged, declined, replayed "
+            "(an idempotent retry answered from the ledger), refunded, noop.",
+            [
+                target(
+                    f"60 * {sum_rate('payments_total', PAYMENTS, 'operation, outcome')}",
+                    "{{operation}} {{outcome}}",
+                )
+            ],
+            PER_MINUTE,
+            stacked=True,
+        ),
+        timeseries(
+            "Card declines per minute by reason",
+            "Charges the (simulated) card processor declined, by its reason code.",
+            [
+                target(
+                    f"60 * {sum_rate('payments_declined_total', PAYMENTS, 'reason')}", "{{reason}}"
+                )
+            ],
+            PER_MINUTE,
+        ),
+        timeseries(
+            "Card processor p99 latency",
+            "The slowest 1% of calls to the card processor, by operation.",
+            [
+                target(
+                    quantile(0.99, "payments_processor_duration_seconds", PAYMENTS, "operation"),
+                    "{{operation}}",
+                    exemplar=True,
+                )
+            ],
+            "s",
+        ),
+        stat(
+            "Payments availability error budget left",
+            f"{PAYMENTS_AVAILABILITY.description}: share of the 30-day error budget left.",
+            [target(f'{BUDGET_REMAINING}{{slo="{PAYMENTS_AVAILABILITY.name}"}}', "payments")],
+            "percentunit",
+            decimals=1,
+            thresholds=(("red", None), ("orange", 0.25), ("green", 0.5)),
+        ),
+    ]
+
+
+def _value() -> list[object]:
+    return [
+        timeseries(
+            "Confirmed order value per minute",
+            "US dollars of confirmed orders per minute (sum of order_value_usd).",
+            [target(f"60 * sum(rate(order_value_usd_sum{ORDERS}[{RATE}]))", "USD per minute")],
+            "currencyUSD",
+        ),
+        timeseries(
+            "Order value: median and p90",
+            "Value of confirmed orders, estimated from the histogram buckets "
+            "(5, 10, 25, ... 2500 USD): exact at bucket edges, interpolated between.",
+            [
+                target(quantile(0.5, "order_value_usd", ORDERS), "median", exemplar=True),
+                target(quantile(0.9, "order_value_usd", ORDERS), "p90", exemplar=True),
+            ],
+            "currencyUSD",
+        ),
+        timeseries(
+            "Average order value",
+            "Mean value of the confirmed orders in each interval.",
+            [
+                target(
+                    f"sum(rate(order_value_usd_sum{ORDERS}[{RATE}]))\n"
+                    f"/ sum(rate(order_value_usd_count{ORDERS}[{RATE}]))",
+                    "average",
+                )
+            ],
+            "currencyUSD",
+        ),
+    ]
+
+
+def build() -> g.Dashboard:
+    return g.Dashboard(
+        title=links.TITLES[links.ORDERS],
+        uid=links.ORDERS,
+        description="Orders by outcome, the saga's failures and compensations, payments, "
+        "order value.",
+        tags=["redline"],
+        timezone="browser",
+        refresh="30s",
+        time=g.Time("now-6h", "now"),
+        graphTooltip=1,
+        links=dashboard_links(links.ORDERS, service="orders"),
+        panels=place(
+            [
+                ("Orders", _orders(), 4),
+                ("Order saga", _saga(), 3),
+                ("Payments", _payments(), 4),
+                ("Order value", _value(), 3),
+            ]
+        ),
+    )

@@ -1,0 +1,187 @@
+"""Platform overview: is Redline healthy, and which service is not?
+
+Top: the gateway's SLOs from the recording rules in alerts/ (what users get
+over 30 days, and how much error budget is left). Then RED per service, then
+the things that explain a red service: targets down, breakers not closed,
+readiness, spans lost.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from grafanalib import core as g
+
+from alerts.slo import LatencySLI
+from alerts.slo_rules import BUDGET_REMAINING, ERROR_BUDGET, ERROR_RATIO_30D, error_ratio_series
+from alerts.slos import GATEWAY_AVAILABILITY, GATEWAY_LATENCY, SLOS
+from dashboards import links
+from dashboards._grafana import field_links, place, target
+from dashboards._panels import stat, timeseries
+from dashboards._promql import HTTP, SERVER_5XX, quantile, ratio, ratio_numerator_or_zero, sum_rate
+from dashboards.nav import dashboard_links
+
+_SERVICE_LINK = field_links(
+    (
+        "${__field.labels.job}: service detail",
+        links.dashboard_path(links.SERVICE, service="${__field.labels.job}")
+        + "&${__url_time_range}",
+    )
+)
+_ALL = "{}"
+
+
+def _slo_panels() -> list[Any]:
+    panels: list[Any] = []
+    for slo in (GATEWAY_AVAILABILITY, GATEWAY_LATENCY):
+        what = "latency" if isinstance(slo.sli, LatencySLI) else "availability"
+        sel = f'{{slo="{slo.name}"}}'
+        panels.append(
+            stat(
+                f"Gateway {what}, last 30 days",
+                f"Share of good requests over the SLO window: {slo.description}. "
+                f"Objective {slo.objective:.1%}. From the recording rule {ERROR_RATIO_30D}.",
+                [target(f"1 - {ERROR_RATIO_30D}{sel}", "attained")],
+                "percentunit",
+                decimals=2,
+                thresholds=(("red", None), ("green", slo.objective)),
+            )
+        )
+        panels.append(
+            stat(
+                f"Gateway {what} error budget left",
+                "Share of the 30-day error budget not yet spent; below 0 it is overspent and "
+                "risky changes should wait. The burn-rate alerts fire long before it runs out.",
+                [target(f"{BUDGET_REMAINING}{sel}", "remaining")],
+                "percentunit",
+                decimals=1,
+                thresholds=(("red", None), ("orange", 0.25), ("green", 0.5)),
+            )
+        )
+    return panels
+
+
+def _burn_rate() -> Any:
+    one_hour = error_ratio_series(timedelta(hours=1))
+    return timeseries(
+        "Error budget burn rate (1 h window), every SLO",
+        "How many times faster than sustainable each SLO spends its budget over the last hour: "
+        "1 spends exactly the budget in 30 days; the page threshold is 14.4. SLOs: "
+        + ", ".join(s.name for s in SLOS)
+        + ".",
+        [target(f"{one_hour} / on (slo, service) {ERROR_BUDGET}", "{{slo}}")],
+        "suffix:×",
+    )
+
+
+def build() -> g.Dashboard:
+    per_service = [
+        timeseries(
+            "Requests per second by service",
+            "Requests each service handled, all routes (probes and /metrics are not counted).",
+            [target(sum_rate(f"{HTTP}_count", _ALL, "job"), "{{job}}")],
+            "reqps",
+            links=_SERVICE_LINK,
+        ),
+        timeseries(
+            "Error ratio by service (5xx)",
+            "Share of each service's responses with a 5xx status. 4xx are the caller's "
+            "mistakes and are not errors here. 0 when a service has traffic and no errors.",
+            [target(ratio(f"{HTTP}_count", SERVER_5XX, _ALL, "job"), "{{job}}")],
+            "percentunit",
+            links=_SERVICE_LINK,
+        ),
+    ]
+    latency = [
+        timeseries(
+            f"p{int(q * 100)} latency by service",
+            f"{int(q * 100)}% of each service's requests finished faster than this "
+            "(histogram_quantile over the request-duration buckets; interpolated within a bucket).",
+            [target(quantile(q, HTTP, _ALL, "job"), "{{job}}", exemplar=True)],
+            "s",
+            links=_SERVICE_LINK,
+        )
+        for q in (0.5, 0.95, 0.99)
+    ]
+    health = [
+        stat(
+            "Targets down",
+            "Scrape targets Prometheus cannot reach right now (up == 0), services and "
+            "infrastructure alike. TargetDown fires after one minute.",
+            [target("count(up == 0) or vector(0)", "targets down", instant=True)],
+            "short",
+            thresholds=(("green", None), ("red", 1)),
+        ),
+        stat(
+            "Services not ready",
+            "Services whose /health/ready answers 503 (a readiness check fails).",
+            [target("count(health_ready == 0) or vector(0)", "not ready", instant=True)],
+            "short",
+            thresholds=(("green", None), ("red", 1)),
+        ),
+        stat(
+            "Circuit breakers not closed",
+            "Breakers open, half-open or forced open, per calling service and dependency. "
+            "A breaker not closed means calls to that dependency are being refused.",
+            [
+                target(
+                    "sum by (job, breaker) "
+                    '(resilience_circuit_breaker_state{state=~"open|half_open|forced_open"})',
+                    "{{job}} → {{breaker}}",
+                    instant=True,
+                )
+            ],
+            "short",
+            thresholds=(("green", None), ("red", 1)),
+            mappings=[
+                {
+                    "type": "value",
+                    "options": {
+                        "0": {"text": "closed", "color": "green"},
+                        "1": {"text": "NOT CLOSED", "color": "red"},
+                    },
+                }
+            ],
+            links=field_links(
+                (
+                    "Resilience dashboard",
+                    links.dashboard_path(links.RESILIENCE) + "?${__url_time_range}",
+                )
+            ),
+        ),
+        timeseries(
+            "Spans failing to export, by service",
+            "Spans per second each service's OTLP exporter failed to send (error_type set). "
+            "Non-zero means traces, and the exemplar links to them, are incomplete.",
+            [
+                target(
+                    ratio_numerator_or_zero(
+                        "otel_sdk_exporter_span_exported_total", 'error_type!=""', _ALL, "job"
+                    ),
+                    "{{job}}",
+                )
+            ],
+            "short",
+        ),
+    ]
+    return g.Dashboard(
+        title=links.TITLES[links.OVERVIEW],
+        uid=links.OVERVIEW,
+        description="Is Redline healthy, and if not, which service? SLOs, RED per service, causes.",
+        tags=["redline"],
+        timezone="browser",
+        refresh="30s",
+        time=g.Time("now-1h", "now"),
+        graphTooltip=1,
+        links=dashboard_links(links.OVERVIEW),
+        panels=place(
+            [
+                ("Gateway SLOs (30-day window)", [*_slo_panels()], 4),
+                ("Error budget burn", [_burn_rate()], 1),
+                ("Traffic and errors by service", per_service, 2),
+                ("Latency by service", latency, 3),
+                ("What might explain it", health, 4),
+            ]
+        ),
+    )
