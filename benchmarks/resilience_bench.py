@@ -97,7 +97,9 @@ Loop = Callable[[int], Awaitable[float]]
 def redline_breaker(wait: float, name: str, hooks: ResilienceHooks | None = None) -> CircuitBreaker:
     # One failure trips it: window of 1, judged from 1 call.
     config = BreakerConfig(
-        sliding_window_size=1, minimum_calls=1, wait_duration_in_open=wait,
+        sliding_window_size=1,
+        minimum_calls=1,
+        wait_duration_in_open=wait,
         permitted_calls_in_half_open=TRIALS,
     )
     return CircuitBreaker(name, config, hooks=hooks)
@@ -447,9 +449,7 @@ async def guarded_by(library: str, gate: Gate) -> Callable[[], Awaitable[Any]]:
         await trip(lambda: through_hyx(boom), 1)
         return lambda: through_hyx(gate)
     if library == "aiobreaker":
-        ab = aiobreaker.CircuitBreaker(
-            fail_max=1, timeout_duration=timedelta(seconds=OPEN_TIMEOUT)
-        )
+        ab = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=timedelta(seconds=OPEN_TIMEOUT))
         await trip(lambda: ab.call_async(boom), 1)
         return lambda: ab.call_async(gate)
     pb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=OPEN_TIMEOUT)
@@ -578,64 +578,81 @@ async def main() -> None:
 
     behaviour = {lib: await half_open_trials(lib) for lib in LIBRARIES}
     memory = {lib: await retained_after_rejections(lib) for lib in LIBRARIES}
-    sustained = {
-        lib: await sustained_rejections(lib, n, med(baseline)) for lib in LIBRARIES
-    }
+    sustained = {lib: await sustained_rejections(lib, n, med(baseline)) for lib in LIBRARIES}
 
     ours_closed = med(per_call["closed/redline"])
     ours_open = med(per_call["open/redline"])
     rows: list[list[str]] = []
-    for name in [*closed_names, "redline (log+span hooks)",
-                 "purgatory (fresh breaker per round)"]:
+    for name in [*closed_names, "redline (log+span hooks)", "purgatory (fresh breaker per round)"]:
         lib = name.split(" ")[0]
         closed = per_call.get(f"closed/{name}")
         opened = per_call.get(f"open/{name}")
-        rows.append([
-            name,
-            f"{med(closed):.3f}" if closed else "",
-            f"{med(closed) / ours_closed:.1f}x" if closed else "",
-            f"{med(opened):.3f}" if opened else "",
-            f"{med(opened) / ours_open:.1f}x" if opened else "",
-            f"{behaviour[lib]}/{CONCURRENT}" if name == lib else "",
-            f"{memory[lib]:+.0f}" if name == lib else "",
-        ])
+        rows.append(
+            [
+                name,
+                f"{med(closed):.3f}" if closed else "",
+                f"{med(closed) / ours_closed:.1f}x" if closed else "",
+                f"{med(opened):.3f}" if opened else "",
+                f"{med(opened) / ours_open:.1f}x" if opened else "",
+                f"{behaviour[lib]}/{CONCURRENT}" if name == lib else "",
+                f"{memory[lib]:+.0f}" if name == lib else "",
+            ]
+        )
     header = [
-        "library", "closed µs", "vs redline", "open reject µs", "vs redline",
-        "half-open trials", "KiB after 100k rejections",
+        "library",
+        "closed µs",
+        "vs redline",
+        "open reject µs",
+        "vs redline",
+        "half-open trials",
+        "KiB after 100k rejections",
     ]
     sem = med(per_call["bulkhead/asyncio.Semaphore"])
     brows = [
-        [name, f"{med(per_call[f'bulkhead/{name}']):.3f}",
-         f"{med(per_call[f'bulkhead/{name}']) / sem:.2f}x"]
+        [
+            name,
+            f"{med(per_call[f'bulkhead/{name}']):.3f}",
+            f"{med(per_call[f'bulkhead/{name}']) / sem:.2f}x",
+        ]
         for name in bulkheads
     ]
     bheader = ["bulkhead", "acquire+release µs", "vs Semaphore"]
 
-    print(f"\nPython {platform.python_version()} on {platform.machine()}, "
-          f"{rounds} rounds x {n} calls; medians, µs per call over a bare await "
-          f"(bare await itself: {med(baseline):.3f} µs)\n")
+    print(
+        f"\nPython {platform.python_version()} on {platform.machine()}, "
+        f"{rounds} rounds x {n} calls; medians, µs per call over a bare await "
+        f"(bare await itself: {med(baseline):.3f} µs)\n"
+    )
     print(render(rows, header, markdown=False))
     print()
     print(render(brows, bheader, markdown=False))
-    print("\nHalf-open: breakers opened by one failure with a "
-          f"{OPEN_TIMEOUT * 1000:.0f} ms timeout; {CONCURRENT} concurrent calls issued after it "
-          f"elapsed; redline is configured for {TRIALS} trials.")
+    print(
+        "\nHalf-open: breakers opened by one failure with a "
+        f"{OPEN_TIMEOUT * 1000:.0f} ms timeout; {CONCURRENT} concurrent calls issued after it "
+        f"elapsed; redline is configured for {TRIALS} trials."
+    )
 
     srows = [[lib, *(f"{us:.2f}" for us in sustained[lib])] for lib in LIBRARIES]
     sheader = ["sustained outage, GC on", *(f"batch {i + 1}" for i in range(SUSTAINED_BATCHES))]
-    print(f"\nOne open breaker, {SUSTAINED_BATCHES} consecutive batches of {n} rejections, "
-          "garbage collector on; µs per rejection over a bare await:\n")
+    print(
+        f"\nOne open breaker, {SUSTAINED_BATCHES} consecutive batches of {n} rejections, "
+        "garbage collector on; µs per rejection over a bare await:\n"
+    )
     print(render(srows, sheader, markdown=False))
 
     targets = [
         ("closed overhead below purgatory's", ours_closed < med(per_call["closed/purgatory"])),
         ("open rejection under 1 µs including the raise", ours_open < 1.0),
         ("memory flat after 100k rejections (< 16 KiB)", abs(memory["redline"]) < 16),
-        ("rejection cost flat through a sustained outage (last batch < 1.5x first)",
-         sustained["redline"][-1] < 1.5 * max(sustained["redline"][0], 0.05)),
+        (
+            "rejection cost flat through a sustained outage (last batch < 1.5x first)",
+            sustained["redline"][-1] < 1.5 * max(sustained["redline"][0], 0.05),
+        ),
         (f"exactly {TRIALS} half-open trials reach the backend", behaviour["redline"] == TRIALS),
-        ("bulkhead no slower than 1.1x asyncio.Semaphore",
-         med(per_call["bulkhead/redline Bulkhead (async with)"]) <= 1.1 * sem),
+        (
+            "bulkhead no slower than 1.1x asyncio.Semaphore",
+            med(per_call["bulkhead/redline Bulkhead (async with)"]) <= 1.1 * sem,
+        ),
     ]
     print()
     for label, ok in targets:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator

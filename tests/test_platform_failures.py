@@ -57,14 +57,19 @@ def test_orders_killed_mid_saga_finishes_every_order_after_restart(
     expected_reason: str | None,
 ) -> None:
     orders = platform["orders"]
-    assert httpx.put(
-        f"{orders.url}/admin/saga/pauses", json={"after": [pause_after]}, headers=ADMIN_HEADERS
-    ).status_code == 200
+    assert (
+        httpx.put(
+            f"{orders.url}/admin/saga/pauses", json={"after": [pause_after]}, headers=ADMIN_HEADERS
+        ).status_code
+        == 200
+    )
     answer: dict[str, httpx.Response] = {}
     client = threading.Thread(target=lambda: answer.setdefault("r", place(platform, user, 30)))
     client.start()
     wait_until(
-        lambda: '"event":"saga paused"' in orders.log_path.read_text() and pause_after in orders.tail(5),
+        lambda: (
+            '"event":"saga paused"' in orders.log_path.read_text() and pause_after in orders.tail(5)
+        ),
         message="the saga never reached the pause",
     )
     orders.kill()  # SIGKILL: no shutdown hook runs, the lease is left behind
@@ -98,7 +103,10 @@ def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
 ) -> None:
     inventory = platform["inventory"]
     slow = {"faults": [{"route": "/products/{product_id}", "latency_ms": 3000}]}
-    assert httpx.put(f"{inventory.url}/admin/faults", json=slow, headers=ADMIN_HEADERS).status_code == 200
+    assert (
+        httpx.put(f"{inventory.url}/admin/faults", json=slow, headers=ADMIN_HEADERS).status_code
+        == 200
+    )
     try:
         t0 = time.monotonic()
         r = httpx.get(f"{platform.gateway}/api/v1/products/7", headers={"x-request-id": "slow-one"})
@@ -110,7 +118,11 @@ def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
     assert elapsed < 1.6, f"the catalog budget is 1 s, the answer took {elapsed:.2f} s"
 
     def inventory_gave_up() -> dict[str, Any] | None:
-        lines = [ln for ln in inventory.log_lines() if ln.get("request_id") == "slow-one" and ln.get("logger") == "access"]
+        lines = [
+            ln
+            for ln in inventory.log_lines()
+            if ln.get("request_id") == "slow-one" and ln.get("logger") == "access"
+        ]
         return lines[0] if lines else None
 
     line = wait_until(inventory_gave_up, message="inventory never logged the request")
@@ -119,7 +131,9 @@ def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
 
 
 def test_a_request_arriving_with_no_budget_left_is_refused_at_once(platform: Platform) -> None:
-    r = httpx.get(f"{platform['inventory'].url}/products/1", headers={"x-deadline-remaining-ms": "0"})
+    r = httpx.get(
+        f"{platform['inventory'].url}/products/1", headers={"x-deadline-remaining-ms": "0"}
+    )
     assert r.status_code == 504
     assert r.json()["type"].endswith("/deadline-exceeded")
 
@@ -147,7 +161,9 @@ def _token(**overrides: Any) -> str:
 )
 def test_bad_tokens_are_401_at_the_gateway(platform: Platform, token: str) -> None:
     for method, path in (("GET", "/api/v1/orders"), ("GET", "/api/v1/users/me")):
-        r = httpx.request(method, f"{platform.gateway}{path}", headers={"authorization": f"Bearer {token}"})
+        r = httpx.request(
+            method, f"{platform.gateway}{path}", headers={"authorization": f"Bearer {token}"}
+        )
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
         assert r.headers["content-type"].startswith("application/problem+json")
@@ -164,15 +180,25 @@ def test_another_users_order_is_404(platform: Platform, user: User) -> None:
 
 @pytest.mark.parametrize(
     ("content", "status"),
-    [(b"{not json", 400), (b'{"items": []}', 400), (b'{"items": [{"product_id": 1}]}', 400),
-     (b"x" * 1_200_000, 413)],
+    [
+        (b"{not json", 400),
+        (b'{"items": []}', 400),
+        (b'{"items": [{"product_id": 1}]}', 400),
+        (b"x" * 1_200_000, 413),
+    ],
     ids=["malformed", "empty-items", "missing-quantity", "oversized"],
 )
-def test_bad_order_bodies_are_4xx_problems(platform: Platform, user: User, content: bytes, status: int) -> None:
+def test_bad_order_bodies_are_4xx_problems(
+    platform: Platform, user: User, content: bytes, status: int
+) -> None:
     r = httpx.post(
         f"{platform.gateway}/api/v1/orders",
         content=content,
-        headers={**user.headers, "content-type": "application/json", "idempotency-key": str(uuid.uuid4())},
+        headers={
+            **user.headers,
+            "content-type": "application/json",
+            "idempotency-key": str(uuid.uuid4()),
+        },
     )
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -227,7 +253,11 @@ def test_ledgers_balance_across_services(platform: Platform, stock_total: int) -
 
     def settled() -> tuple[dict[str, int], dict[str, int]] | None:
         orders = httpx.get(f"{platform['orders'].url}/orders/ledger").json()
-        return None if orders["pending_count"] else (orders, httpx.get(f"{platform['payments'].url}/charges/ledger").json())
+        return (
+            None
+            if orders["pending_count"]
+            else (orders, httpx.get(f"{platform['payments'].url}/charges/ledger").json())
+        )
 
     orders, payments = wait_until(settled, timeout=30, message="orders stayed pending")
     assert payments.get("charged_cents", 0) == orders["confirmed_cents"]

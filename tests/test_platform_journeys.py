@@ -5,8 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest

@@ -114,7 +114,9 @@ def test_metrics_pass_promtool_and_use_bounded_labels(inventory: ServiceProcess)
     httpx.get(f"{inventory.url}/health/live")
     # health_ready is refreshed every couple of seconds, not on scrape.
     text = wait_until(
-        lambda: t if "health_ready 1.0" in (t := httpx.get(f"{inventory.url}/metrics").text) else None,
+        lambda: (
+            t if "health_ready 1.0" in (t := httpx.get(f"{inventory.url}/metrics").text) else None
+        ),
         message="health_ready never reported 1",
     )
 

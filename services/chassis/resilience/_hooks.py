@@ -158,9 +158,7 @@ class CompositeHooks(ResilienceHooks):
         self._bulkhead_rejection = _overriding(hooks, "on_bulkhead_rejection")
         self._retry = _overriding(hooks, "on_retry_attempt")
 
-    def on_breaker_transition(
-        self, name: str, from_state: str, to_state: str, reason: str
-    ) -> None:
+    def on_breaker_transition(self, name: str, from_state: str, to_state: str, reason: str) -> None:
         for method in self._transition:
             notify(method, name, from_state, to_state, reason)
 
