@@ -1,113 +1,257 @@
-"""The ``redline`` command."""
+"""The ``redline`` command: run the platform, look at it, load it, break it."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import os
 import signal
-import socket
+import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from redline.supervisor import Component, StartupError, Supervisor
-from services.chassis import database_name
-from services.chassis.db import ensure_database
-from services.chassis.pgserver import EmbeddedPostgres, EmbeddedPostgresError
+import httpx
+import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".redline"
+from redline.stack import (
+    DEFAULT_PORTS,
+    DEFAULT_STATE_DIR,
+    StackError,
+    StackOptions,
+    pid_alive,
+    read_state,
+    run_foreground,
+    state_file,
+)
 
-# Start order: every service after the ones it calls.
-SERVICES: list[tuple[str, int]] = [("inventory", 8002)]
+
+def _ports(values: list[str]) -> dict[str, int]:
+    ports = dict(DEFAULT_PORTS)
+    for value in values:
+        name, sep, port = value.partition("=")
+        if not sep or name not in ports or not port.isdigit() or not 0 < int(port) < 65536:
+            known = ", ".join(sorted(ports))
+            raise StackError(f"--port {value!r}: expected NAME=PORT with NAME one of {known}")
+        ports[name] = int(port)
+    return ports
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
+def _options(args: argparse.Namespace) -> StackOptions:
+    return StackOptions(
+        state_dir=Path(args.state_dir).resolve(),
+        host=args.host,
+        ports=_ports(args.port),
+        database_url=args.database_url,
+        rules_profile=args.rules,
+        otlp_endpoint=args.otlp_endpoint,
+        scrape_interval=args.scrape_interval,
+        restart=not args.no_restart,
+        admin_token=os.environ.get("REDLINE_ADMIN_TOKEN"),
+        with_prometheus=not args.no_prometheus,
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    sup = Supervisor()
-    host = args.host
-    wanted = {name: port for name, port in SERVICES}
-    pg: EmbeddedPostgres | None = None
-    if not args.database_url:
-        pg = EmbeddedPostgres(STATE_DIR / "pgdata", port=args.pg_port, host=host)
-        if not pg.running():  # a server left by an earlier run is reused
-            wanted["postgres"] = args.pg_port
-    for name, port in wanted.items():
-        if not _port_free(host, port):
-            print(f"redline: port {port} ({name}) is already in use", file=sys.stderr)
-            return 1
+    options = _options(args)
+    if not args.detach:
+        return run_foreground(options)
+    # Detached: the same command in its own session, logging to a file; wait for "ready".
+    state = read_state(options.state_dir)
+    if state and pid_alive(state.get("pid")):
+        raise StackError(
+            f"a stack is already running from {options.state_dir} (pid {state['pid']}); "
+            "see `redline status`, stop it with `redline down`"
+        )
+    options.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = options.state_dir / "stack.log"
+    argv = [sys.executable, "-m", "redline", *[a for a in args.raw_argv if a != "--detach"]]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        state = read_state(options.state_dir)
+        if state and state.get("pid") == proc.pid and state.get("status") == "ready":
+            _print_table(state)
+            print(f"Logs: {log_path}   Stop: redline down --state-dir {options.state_dir}")
+            return 0
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-5:]
+            raise StackError(f"the stack exited with {proc.returncode}: {' | '.join(tail)}")
+        time.sleep(0.2)
+    raise StackError(f"the stack was not ready within {args.timeout:g}s; see {log_path}")
 
-    stop = threading.Event()
 
-    def on_signal(signum: int, _: object) -> None:
-        stop.set()
+def _print_table(state: dict[str, Any]) -> None:
+    rows = state.get("table", [])
+    width = max((len(r[0]) for r in rows), default=10)
+    uwidth = max((len(r[1]) for r in rows), default=20)
+    print("Redline is up:")
+    for name, url, what in rows:
+        print(f"  {name:<{width}}  {url:<{uwidth}}  {what}")
+    for skipped in state.get("skipped", []):
+        print(f"  not started: {skipped['name']}: {skipped['hint']}")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    rows: list[tuple[str, str]] = []
-    try:
-        if pg is None:
-            base = args.database_url.rsplit("/", 1)[0]
-        else:
-            sup.say(f"starting embedded PostgreSQL in {pg.data_dir}")
-            pg.ensure_running()
-            base = pg.dsn().rsplit("/", 1)[0]
-            rows.append(("postgres", f"postgresql://postgres@{host}:{args.pg_port}"))
-        for name, port in SERVICES:
-            dsn = f"{base}/{database_name(name)}"
-            asyncio.run(ensure_database(f"{base}/postgres", database_name(name)))
-            url = f"http://{host}:{port}"
-            sup.start(
-                Component(
-                    name=name,
-                    argv=[sys.executable, "-m", f"services.{name}"],
-                    env={
-                        "REDLINE_HOST": host,
-                        "REDLINE_PORT": str(port),
-                        "DATABASE_URL": dsn,
-                        "OTEL_TRACES_EXPORTER": os.environ.get("OTEL_TRACES_EXPORTER", "none"),
-                    },
-                    ready_url=f"{url}/health/ready",
-                    url=url,
-                ),
-            )
-            rows.append((name, url))
-        sup.say("ready:")
-        for name, where in rows:
-            sup.say(f"  {name:<12} {where}")
-        while not stop.wait(0.5):
-            exited = sup.first_exited()
-            if exited is not None:
-                sup.say(f"{exited.name} exited unexpectedly; stopping everything")
-                break
+
+def memory(pid: int | None) -> int:
+    """Memory of a process and its descendants, in bytes: PSS where readable, else RSS.
+
+    PSS (proportional set size) splits shared pages among the processes that
+    share them, so PostgreSQL's shared buffers are counted once across its
+    backends instead of once per backend, as RSS would.
+    """
+    if not pid:
         return 0
-    except (StartupError, EmbeddedPostgresError) as exc:
-        sup.say(f"error: {exc}")
-        return 1
-    finally:
-        sup.say("stopping")
-        sup.stop_all(lambda c, code: sup.say(f"stopped {c.name} (exit {code})"))
-        if pg is not None:
-            pg.stop()
-            sup.say("stopped postgres")
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            try:
+                total += p.memory_full_info().pss
+            except (psutil.AccessDenied, AttributeError):
+                total += p.memory_info().rss
+    return total
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    state = read_state(state_dir)
+    if not state or not pid_alive(state.get("pid")):
+        print(f"redline: no stack running from {state_dir}")
+        return 3
+    print(
+        f"Stack pid {state['pid']}, {state['status']}, up {time.time() - state['started_at']:.0f}s"
+    )
+    total = 0
+    rows = []
+    for name, comp in state["components"].items():
+        alive = pid_alive(comp.get("pid"))
+        ready = "-"
+        if alive and comp.get("ready_url"):
+            try:
+                ready = (
+                    "ready"
+                    if httpx.get(comp["ready_url"], timeout=1).status_code == 200
+                    else "not ready"
+                )
+            except httpx.HTTPError:
+                ready = "no answer"
+        rss = memory(comp.get("pid")) if alive else 0
+        total += rss
+        rows.append((name, "running" if alive else "down", ready, rss, comp.get("url") or ""))
+    print(f"  {'component':<14} {'process':<8} {'probe':<10} {'memory':>9}  url")
+    for name, proc_state, ready, rss, url in rows:
+        print(f"  {name:<14} {proc_state:<8} {ready:<10} {rss / 2**20:8.1f}M  {url}")
+    print(f"  {'total':<14} {'':<8} {'':<10} {total / 2**20:8.1f}M")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir).resolve()
+    state = read_state(state_dir)
+    pid = state.get("pid") if state else None
+    if not pid or not pid_alive(pid):
+        print(f"redline: no stack running from {state_dir}")
+        state_file(state_dir).unlink(missing_ok=True)
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise StackError(f"the stack (pid {pid}) did not stop within {args.timeout:g}s")
+        time.sleep(0.2)
+    print("redline: stopped")
+    return 0
+
+
+def cmd_load(args: argparse.Namespace, rest: list[str]) -> int:
+    from loadtests.run import main as load_main
+
+    return int(load_main(rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="redline",
+        description="Run the Redline platform on this machine, look at it, load it, break it.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def state_dir_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--state-dir",
+            default=os.environ.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)),
+            help="where the stack keeps its data, configs and state file (default: .redline)",
+        )
+
+    up = sub.add_parser("up", help="start PostgreSQL, the services, Prometheus and Alertmanager")
+    state_dir_arg(up)
+    up.add_argument("--detach", action="store_true", help="run in the background")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        help=f"override a port (names: {', '.join(DEFAULT_PORTS)})",
+    )
+    up.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="use this PostgreSQL server instead of the embedded one",
+    )
+    up.add_argument(
+        "--rules",
+        choices=["normal", "compressed"],
+        default="normal",
+        help="alert windows: production, or compressed to minutes for demos",
+    )
+    up.add_argument(
+        "--otlp-endpoint",
+        default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        help="send spans here (default: a local Jaeger when installed)",
+    )
+    up.add_argument("--scrape-interval", default="2s")
+    up.add_argument("--no-restart", action="store_true", help="do not restart crashed processes")
+    up.add_argument("--no-prometheus", action="store_true", help=argparse.SUPPRESS)
+    up.add_argument("--timeout", type=float, default=120.0, help="--detach: how long to wait")
+    up.set_defaults(func=cmd_up)
+
+    status = sub.add_parser("status", help="what runs, whether it is ready, how much memory")
+    state_dir_arg(status)
+    status.set_defaults(func=cmd_status)
+
+    down = sub.add_parser("down", help="stop a detached stack")
+    state_dir_arg(down)
+    down.add_argument("--timeout", type=float, default=60.0)
+    down.set_defaults(func=cmd_down)
+
+    sub.add_parser(
+        "load", help="run a Locust load test (see `redline load --help`)", add_help=False
+    )
+    sub.add_parser(
+        "chaos", help="run chaos experiments (see `redline chaos --help`)", add_help=False
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="redline", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="run the platform in the foreground")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--pg-port", type=int, default=54329)
-    up.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    up.set_defaults(func=cmd_up)
-    args = parser.parse_args(argv)
-    sys.exit(args.func(args))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["load"]:
+            sys.exit(cmd_load(argparse.Namespace(), argv[1:]))
+        if argv[:1] == ["chaos"]:
+            from chaos.cli import main as chaos_main
+
+            sys.exit(chaos_main(argv[1:]))
+        args = build_parser().parse_args(argv)
+        args.raw_argv = argv
+        sys.exit(args.func(args))
+    except StackError as exc:
+        print(f"redline: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,10 +1,12 @@
-"""Start processes in order, gate each on readiness, stream their logs, stop in reverse.
+"""Start processes in order, gate each on readiness, stream their logs, restart, stop in reverse.
 
 Why not honcho or circus: honcho starts every process at once and stops them
-all at once (no readiness gates, no dependency order), and circus brings a
-ZeroMQ daemon for what is, here, one foreground process tree. What the platform
-needs — ordered start, a readiness URL per process, one prefixed coloured log
-stream, reverse-order graceful stop with a kill deadline — is this module.
+all at once (no readiness gates, no dependency order, no restarts), and circus
+brings a ZeroMQ daemon and its own config format for what is, here, one
+foreground process tree. What the platform needs — ordered start, a readiness
+URL per process, one prefixed coloured log stream, restart with backoff when a
+process dies (chaos experiments kill services on purpose), reverse-order
+graceful stop with a kill deadline — is this module.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from typing import IO
 
 import httpx
 
-COLOURS = [36, 32, 35, 33, 34, 91, 92, 96, 93, 95]
+COLOURS = [36, 32, 35, 33, 34, 91, 92, 96, 93, 95, 94, 90]
+
+# Restart backoff: 1 s, doubling to 30 s; reset after a minute of health.
+RESTART_MIN_DELAY = 1.0
+RESTART_MAX_DELAY = 30.0
+HEALTHY_RESET_SECONDS = 60.0
 
 
 @dataclass
@@ -33,10 +40,16 @@ class Component:
     env: Mapping[str, str] = field(default_factory=dict)
     ready_url: str | None = None
     url: str | None = None  # what the ready table shows
-    kind: str = "service"
+    role: str = ""  # what the ready table says it is
     cwd: str | None = None
     stop_timeout: float = 15.0
+    restart: bool = True
     proc: subprocess.Popen[bytes] | None = None
+    # Restart bookkeeping.
+    restarts: int = 0
+    started_at: float = 0.0
+    next_restart_at: float | None = None
+    delay: float = RESTART_MIN_DELAY
 
 
 class StartupError(RuntimeError):
@@ -51,6 +64,7 @@ class Supervisor:
         self._width = 10
         self._write_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._stopping = False
 
     def _prefix(self, name: str, index: int) -> str:
         label = name.ljust(self._width)
@@ -58,38 +72,41 @@ class Supervisor:
             return f"\x1b[{COLOURS[index % len(COLOURS)]}m{label} |\x1b[0m "
         return f"{label} | "
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, *, source: str = "redline") -> None:
         with self._write_lock:
-            self._out.write(f"{self._prefix('redline', 9)}{text}\n")
+            self._out.write(f"{self._prefix(source, len(COLOURS) - 1)}{text}\n")
             self._out.flush()
 
-    def _pump(self, comp: Component, index: int) -> None:
-        assert comp.proc is not None
-        assert comp.proc.stdout is not None
+    def _pump(self, comp: Component, proc: subprocess.Popen[bytes], index: int) -> None:
+        assert proc.stdout is not None
         prefix = self._prefix(comp.name, index)
-        for raw in iter(comp.proc.stdout.readline, b""):
+        for raw in iter(proc.stdout.readline, b""):
             line = raw.decode(errors="replace").rstrip("\n")
             with self._write_lock:
                 self._out.write(prefix + line + "\n")
                 self._out.flush()
 
-    def start(self, comp: Component, *, timeout: float = 60.0) -> None:
-        self._width = max(self._width, len(comp.name))
-        index = len(self.components)
+    def _spawn(self, comp: Component) -> None:
+        index = self.components.index(comp)
         comp.proc = subprocess.Popen(
             list(comp.argv),
             env={**os.environ, **comp.env},
             cwd=comp.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            # Own process group: Ctrl-C in the terminal reaches only us, and we
-            # stop the children in order.
+            # Own session: Ctrl-C in the terminal reaches only the supervisor,
+            # which stops the children in order.
             start_new_session=True,
         )
-        self.components.append(comp)
-        thread = threading.Thread(target=self._pump, args=(comp, index), daemon=True)
+        comp.started_at = time.monotonic()
+        thread = threading.Thread(target=self._pump, args=(comp, comp.proc, index), daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def start(self, comp: Component, *, timeout: float = 60.0) -> None:
+        self._width = max(self._width, len(comp.name))
+        self.components.append(comp)
+        self._spawn(comp)
         if comp.ready_url:
             self._wait_ready(comp, timeout)
 
@@ -113,17 +130,37 @@ class Supervisor:
                     )
                 time.sleep(0.1)
 
-    def alive(self) -> list[Component]:
-        return [c for c in self.components if c.proc is not None and c.proc.poll() is None]
-
-    def first_exited(self) -> Component | None:
+    def tend(self, on_change: Callable[[], None] | None = None) -> None:
+        """Restart components that died, with backoff. Call periodically."""
+        now = time.monotonic()
+        changed = False
         for comp in self.components:
-            if comp.proc is not None and comp.proc.poll() is not None:
-                return comp
-        return None
+            proc = comp.proc
+            if proc is None or self._stopping:
+                continue
+            code = proc.poll()
+            if code is None:
+                if now - comp.started_at > HEALTHY_RESET_SECONDS:
+                    comp.delay = RESTART_MIN_DELAY
+                continue
+            if not comp.restart:
+                continue
+            if comp.next_restart_at is None:
+                comp.next_restart_at = now + comp.delay
+                self.say(f"{comp.name} exited with status {code}; restarting in {comp.delay:g}s")
+                comp.delay = min(comp.delay * 2, RESTART_MAX_DELAY)
+            elif now >= comp.next_restart_at:
+                comp.next_restart_at = None
+                comp.restarts += 1
+                self._spawn(comp)
+                self.say(f"{comp.name} restarted (pid {comp.proc.pid if comp.proc else '?'})")
+                changed = True
+        if changed and on_change is not None:
+            on_change()
 
     def stop_all(self, on_stopped: Callable[[Component, int | None], None] | None = None) -> None:
         """SIGTERM each process in reverse start order; SIGKILL after its timeout."""
+        self._stopping = True
         for comp in reversed(self.components):
             proc = comp.proc
             if proc is None:
@@ -131,6 +168,8 @@ class Supervisor:
             if proc.poll() is None:
                 try:
                     proc.send_signal(signal.SIGTERM)
+                    # A SIGSTOPped process (chaos) must wake up to hear SIGTERM.
+                    proc.send_signal(signal.SIGCONT)
                     code: int | None = proc.wait(timeout=comp.stop_timeout)
                 except subprocess.TimeoutExpired:
                     proc.kill()

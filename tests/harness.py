@@ -256,3 +256,132 @@ def sign_up(
         t = c.post("/api/v1/auth/tokens", json={"email": email, "password": password})
         assert t.status_code == 200, t.text
     return User(r.json()["id"], email, {"authorization": f"Bearer {t.json()['access_token']}"})
+
+
+STACK_COMPONENT_PORTS = (
+    "gateway",
+    "accounts",
+    "inventory",
+    "orders",
+    "payments",
+    "postgres",
+    "prometheus",
+    "alertmanager",
+    "alert-sink",
+)
+
+
+@dataclass
+class Stack:
+    """`redline up` in a subprocess, on free ports, with its own state directory."""
+
+    state_dir: Path
+    ports: dict[str, int]
+    log_path: Path
+    otlp_endpoint: str | None = None
+    rules: str = "compressed"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def build(cls, base: Path, *, otlp_endpoint: str | None, rules: str = "compressed") -> Stack:
+        ports = {name: free_port() for name in STACK_COMPONENT_PORTS}
+        return cls(base / "state", ports, base / "stack.log", otlp_endpoint, rules)
+
+    def argv(self, *extra: str) -> list[str]:
+        args = [
+            sys.executable,
+            "-m",
+            "redline",
+            "up",
+            "--state-dir",
+            str(self.state_dir),
+            "--rules",
+            self.rules,
+            "--scrape-interval",
+            "1s",
+            *extra,
+        ]
+        for name, port in self.ports.items():
+            args += ["--port", f"{name}={port}"]
+        if self.otlp_endpoint:
+            args += ["--otlp-endpoint", self.otlp_endpoint]
+        return args
+
+    def start(self, timeout: float = 120.0) -> Stack:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            **FAST_PASSWORD_HASHING,
+            "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"redline up exited with {self.proc.returncode}:\n{self.tail()}")
+            state = self.state()
+            return bool(state and state.get("status") == "ready")
+
+        wait_until(
+            ready, timeout=timeout, interval=0.2, message=lambda: f"stack not ready\n{self.tail()}"
+        )
+        return self
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.state_dir / "stack.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data
+
+    def pids(self) -> dict[str, int]:
+        state = self.state() or {}
+        return {n: c["pid"] for n, c in state.get("components", {}).items() if c.get("pid")}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def gateway(self) -> str:
+        return self.url("gateway")
+
+    @property
+    def prometheus(self) -> str:
+        return self.url("prometheus")
+
+    def stop(self, timeout: float = 90.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def prom_query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query against a real Prometheus; the result vector."""
+    r = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def prom_value(prometheus: str, expr: str) -> float | None:
+    """The single value of a scalar-ish query, or None when it returns nothing."""
+    result = prom_query(prometheus, expr)
+    return float(result[0]["value"][1]) if result else None

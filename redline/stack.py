@@ -1,0 +1,510 @@
+"""The native stack: what `redline up` runs, in which order, with which config.
+
+Start order: PostgreSQL (embedded unless DATABASE_URL), the alert sink,
+Jaeger and Grafana when their binaries are on PATH, the five services (each
+after the ones it calls), Alertmanager, Prometheus. Stop order is the
+reverse. The state file (``<state>/stack.json``) says what runs where, for
+`redline status`, `redline down`, chaos experiments and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alerts.alertmanager import config_for as alertmanager_config
+from alerts.paths import rule_files
+from alerts.slo import COMPRESSED, NORMAL
+from redline.alert_sink import AlertSink
+from redline.supervisor import Component, StartupError, Supervisor
+from services.chassis.app import database_name
+from services.chassis.db import ensure_database
+from services.chassis.pgserver import EmbeddedPostgres, EmbeddedPostgresError
+from services.topology import SERVICES, start_order
+from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = ROOT / ".redline"
+
+DEFAULT_PORTS: dict[str, int] = {
+    **{name: info.port for name, info in SERVICES.items()},
+    "postgres": 54329,
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "alert-sink": 9095,
+    "jaeger": 16686,
+    "jaeger-otlp": 4318,
+    "grafana": 3000,
+}
+
+# Optional backends: started when their binary is on PATH, else listed with a hint.
+OPTIONAL = {
+    "jaeger": ("jaeger", "traces UI; https://www.jaegertracing.io/download/ (v2 binary)"),
+    "grafana": ("grafana-server", "dashboards; https://grafana.com/grafana/download"),
+    "otel-collector": (
+        "otelcol-contrib",
+        "the Collector pipeline runs in `docker compose up`; here services export to Jaeger",
+    ),
+}
+
+
+class StackError(RuntimeError):
+    """A problem the user can fix, reported as one line."""
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path = DEFAULT_STATE_DIR
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    database_url: str | None = None
+    # Alert rules: "normal" (production windows) or "compressed" (minutes, for demos/tests).
+    rules_profile: str = "normal"
+    # Send spans here instead of a local Jaeger (tests point it at their receiver).
+    otlp_endpoint: str | None = None
+    scrape_interval: str = "2s"
+    restart: bool = True
+    admin_token: str | None = None
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    with_prometheus: bool = True
+
+
+def state_file(state_dir: Path) -> Path:
+    return state_dir / "stack.json"
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(state_file(state_dir).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(FileNotFoundError, IndexError):
+        # A zombie (exited, not yet reaped) is not running.
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "Z":
+            return False
+    return True
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def exclusive(state_dir: Path) -> Iterator[None]:
+    """Held for as long as a stack runs from ``state_dir``: a second `up` fails fast."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock = (state_dir / "up.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        state = read_state(state_dir) or {}
+        pid = state.get("pid", "?")
+        lock.close()
+        raise StackError(
+            f"a stack is already running from {state_dir} (pid {pid}); "
+            "see `redline status`, stop it with `redline down`"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+class Stack:
+    def __init__(self, options: StackOptions, supervisor: Supervisor) -> None:
+        self.o = options
+        self.sup = supervisor
+        self.pg: EmbeddedPostgres | None = None
+        self.sink: AlertSink | None = None
+        self.rows: list[tuple[str, str, str]] = []
+        self.skipped: list[tuple[str, str]] = []
+        self.admin_token = options.admin_token or secrets.token_urlsafe(24)
+        self.stop_requested = threading.Event()
+        self.started_at = time.time()
+
+    # -- helpers -------------------------------------------------------------------
+    def url(self, name: str) -> str:
+        return f"http://{self.o.host}:{self.o.ports[name]}"
+
+    def _check_ports(self, names: list[str]) -> None:
+        for name in names:
+            port = self.o.ports[name]
+            if not port_free(self.o.host, port):
+                raise StackError(
+                    f"port {port} ({name}) is already in use; "
+                    f"choose another with --port {name}=PORT"
+                )
+
+    def _write_state(self, status: str) -> None:
+        components = {}
+        for comp in self.sup.components:
+            components[comp.name] = {
+                "pid": comp.proc.pid if comp.proc else None,
+                "url": comp.url,
+                "role": comp.role,
+                "ready_url": comp.ready_url,
+                "restarts": comp.restarts,
+            }
+        if self.pg is not None:
+            components["postgres"] = {
+                "pid": self.pg.pid(),
+                "url": f"postgresql://postgres@{self.o.host}:{self.pg.port}",
+                "role": "database (embedded)",
+                "data_dir": str(self.pg.data_dir),
+            }
+        state = {
+            "status": status,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "state_dir": str(self.o.state_dir),
+            "host": self.o.host,
+            "ports": self.o.ports,
+            "admin_token": self.admin_token,
+            "rules_profile": self.o.rules_profile,
+            "components": components,
+            "skipped": [{"name": n, "hint": h} for n, h in self.skipped],
+            "table": [list(r) for r in self.rows],
+        }
+        path = state_file(self.o.state_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.chmod(0o600)  # it holds the admin token
+        tmp.replace(path)
+
+    # -- start ---------------------------------------------------------------------
+    def start(self) -> None:
+        o = self.o
+        o.state_dir.mkdir(parents=True, exist_ok=True)
+        found = {n: shutil.which(binary) for n, (binary, _) in OPTIONAL.items()}
+        wanted = [*SERVICES, "alert-sink"]
+        if o.with_prometheus:
+            wanted += ["prometheus", "alertmanager"]
+        if found["jaeger"] and not o.otlp_endpoint:
+            wanted += ["jaeger", "jaeger-otlp"]
+        if found["grafana"]:
+            wanted.append("grafana")
+        if not o.database_url:
+            self.pg = EmbeddedPostgres(
+                o.state_dir / "pgdata", port=o.ports["postgres"], host=o.host
+            )
+            if not self.pg.running():  # a server left by an earlier run is reused
+                wanted.append("postgres")
+        self._check_ports(wanted)
+        self._write_state("starting")
+
+        base = self._start_postgres()
+        self.sink = AlertSink(
+            o.host, o.ports["alert-sink"], lambda t: self.sup.say(t, source="alerts")
+        )
+        self.sink.start()
+        otlp = o.otlp_endpoint
+        if found["jaeger"] and not otlp:
+            otlp = self._start_jaeger(found["jaeger"] or "jaeger")
+        for name, (binary, hint) in OPTIONAL.items():
+            if not found[name]:
+                self.skipped.append((name, f"`{binary}` not on PATH: {hint}"))
+        if not otlp:
+            self.skipped.append(
+                (
+                    "traces",
+                    "no OTLP endpoint: spans are not exported (exemplars still carry trace ids)",
+                )
+            )
+        self._start_services(base, otlp)
+        if o.with_prometheus:
+            self._start_alertmanager()
+            self._start_prometheus()
+        if found["grafana"]:
+            self._start_grafana(found["grafana"] or "grafana-server")
+        self._write_state("ready")
+
+    def _start_postgres(self) -> str:
+        if self.pg is None:
+            assert self.o.database_url
+            return self.o.database_url.rsplit("/", 1)[0]
+        self.sup.say(f"PostgreSQL: data in {self.pg.data_dir}")
+        try:
+            self.pg.ensure_running()
+        except EmbeddedPostgresError as exc:
+            raise StackError(f"PostgreSQL did not start: {exc} (log: {self.pg.log_file})") from None
+        base = self.pg.dsn().rsplit("/", 1)[0]
+        self.rows.append(
+            ("postgres", f"postgresql://postgres@{self.o.host}:{self.pg.port}", "database")
+        )
+        return base
+
+    def _start_services(self, base_dsn: str, otlp: str | None) -> None:
+        o = self.o
+        urls = {SERVICES[n].url_variable: self.url(n) for n in SERVICES}
+        otel = (
+            {
+                "OTEL_TRACES_EXPORTER": "otlp",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                "OTEL_BSP_SCHEDULE_DELAY": "1000",
+            }
+            if otlp
+            else {"OTEL_TRACES_EXPORTER": "none"}
+        )
+        for name in start_order():
+            info = SERVICES[name]
+            env = {
+                **urls,
+                **otel,
+                "REDLINE_HOST": o.host,
+                "REDLINE_PORT": str(o.ports[name]),
+                "REDLINE_ADMIN_TOKEN": self.admin_token,
+                "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
+                **o.service_env.get(name, {}),
+            }
+            if info.has_database:
+                asyncio.run(ensure_database(f"{base_dsn}/postgres", database_name(name)))
+                env["DATABASE_URL"] = f"{base_dsn}/{database_name(name)}"
+            self.sup.start(
+                Component(
+                    name=name,
+                    argv=[sys.executable, "-m", f"services.{name}"],
+                    env=env,
+                    ready_url=f"{self.url(name)}/health/ready",
+                    url=self.url(name) + ("/api/v1" if name == "gateway" else ""),
+                    role=info.summary,
+                    cwd=str(ROOT),
+                    restart=o.restart,
+                )
+            )
+            self.rows.append((name, self.sup.components[-1].url or "", info.summary))
+            self._write_state("starting")
+
+    def _start_alertmanager(self) -> None:
+        o = self.o
+        assert self.sink is not None
+        config = o.state_dir / "alertmanager.yml"
+        # Short waits: a developer watching a demo should not wait 30 s for a page.
+        config.write_text(alertmanager_config(self.sink.url, group_wait="5s", group_interval="10s"))
+        data = o.state_dir / "alertmanager-data"
+        data.mkdir(exist_ok=True)
+        listen = f"{o.host}:{o.ports['alertmanager']}"
+        self.sup.start(
+            Component(
+                name="alertmanager",
+                argv=alertmanager_command_line(config, data, listen),
+                ready_url=f"{self.url('alertmanager')}/-/ready",
+                url=self.url("alertmanager"),
+                role="alerts: routing, grouping, inhibition",
+                restart=o.restart,
+            )
+        )
+        self.rows.append(("alertmanager", self.url("alertmanager"), "alerts (Alertmanager UI)"))
+
+    def _start_prometheus(self) -> None:
+        o = self.o
+        profile = COMPRESSED if o.rules_profile == "compressed" else NORMAL
+        targets = {name: f"{o.host}:{o.ports[name]}" for name in SERVICES}
+        config = o.state_dir / "prometheus.yml"
+        config.write_text(
+            native_config(
+                targets,
+                rule_files=[str(p) for p in rule_files(profile)],
+                alertmanager_url=self.url("alertmanager"),
+                scrape_interval=o.scrape_interval,
+                evaluation_interval=o.scrape_interval,
+                self_address=f"{o.host}:{o.ports['prometheus']}",
+            )
+        )
+        data = o.state_dir / "prometheus-data"
+        data.mkdir(exist_ok=True)
+        self.sup.start(
+            Component(
+                name="prometheus",
+                argv=command_line(config, data, f"{o.host}:{o.ports['prometheus']}"),
+                ready_url=f"{self.url('prometheus')}/-/ready",
+                url=self.url("prometheus"),
+                role="metrics, exemplars, alert rules",
+                restart=o.restart,
+            )
+        )
+        self.rows.append(
+            ("prometheus", self.url("prometheus"), "metrics and exemplars (Prometheus UI)")
+        )
+
+    def _start_jaeger(self, binary: str) -> str:
+        """Jaeger v2 with its defaults: in-memory, OTLP on :4317/:4318, UI on :16686."""
+        self.sup.start(
+            Component(
+                name="jaeger",
+                argv=[binary],
+                ready_url=f"{self.url('jaeger')}/",
+                url=self.url("jaeger"),
+                role="traces",
+                restart=self.o.restart,
+            )
+        )
+        self.rows.append(("jaeger", self.url("jaeger"), "traces (Jaeger UI)"))
+        return f"http://{self.o.host}:{self.o.ports['jaeger-otlp']}"
+
+    def _start_grafana(self, binary: str) -> None:
+        """Grafana with the project's dashboards and datasources pointed at this stack."""
+        o = self.o
+        prov = o.state_dir / "grafana-provisioning"
+        (prov / "datasources").mkdir(parents=True, exist_ok=True)
+        (prov / "dashboards").mkdir(parents=True, exist_ok=True)
+        (prov / "datasources" / "native.yml").write_text(
+            json.dumps(
+                {
+                    "apiVersion": 1,
+                    "datasources": [
+                        {
+                            "name": "Prometheus",
+                            "uid": "prometheus",
+                            "type": "prometheus",
+                            "url": self.url("prometheus"),
+                            "isDefault": True,
+                            "jsonData": {
+                                "exemplarTraceIdDestinations": [
+                                    {"name": "trace_id", "datasourceUid": "jaeger"}
+                                ]
+                            },
+                        },
+                        {
+                            "name": "Jaeger",
+                            "uid": "jaeger",
+                            "type": "jaeger",
+                            "url": self.url("jaeger"),
+                        },
+                        {
+                            "name": "Alertmanager",
+                            "uid": "alertmanager",
+                            "type": "alertmanager",
+                            "url": self.url("alertmanager"),
+                            "jsonData": {"implementation": "prometheus"},
+                        },
+                    ],
+                }
+            )
+        )
+        (prov / "dashboards" / "redline.yml").write_text(
+            json.dumps(
+                {
+                    "apiVersion": 1,
+                    "providers": [
+                        {
+                            "name": "redline",
+                            "type": "file",
+                            "folder": "Redline",
+                            "options": {"path": str(ROOT / "dashboards" / "generated")},
+                        }
+                    ],
+                }
+            )
+        )
+        data = o.state_dir / "grafana-data"
+        data.mkdir(exist_ok=True)
+        self.sup.start(
+            Component(
+                name="grafana",
+                argv=[binary, "--homepath", os.environ.get("GRAFANA_HOME", "/usr/share/grafana")],
+                env={
+                    "GF_PATHS_PROVISIONING": str(prov),
+                    "GF_PATHS_DATA": str(data),
+                    "GF_SERVER_HTTP_ADDR": o.host,
+                    "GF_SERVER_HTTP_PORT": str(o.ports["grafana"]),
+                    "GF_AUTH_ANONYMOUS_ENABLED": "true",
+                    "GF_AUTH_ANONYMOUS_ORG_ROLE": "Admin",
+                },
+                ready_url=f"{self.url('grafana')}/api/health",
+                url=self.url("grafana"),
+                role="dashboards",
+                restart=o.restart,
+            )
+        )
+        self.rows.append(("grafana", self.url("grafana"), "dashboards (Grafana)"))
+
+    # -- run and stop --------------------------------------------------------------
+    def supervise(self) -> None:
+        while not self.stop_requested.wait(0.5):
+            self.sup.tend(on_change=lambda: self._write_state("ready"))
+
+    def stop(self) -> None:
+        self.sup.say("stopping")
+        self._write_state("stopping")
+        self.sup.stop_all(lambda c, code: self.sup.say(f"stopped {c.name} (exit status {code})"))
+        if self.sink is not None:
+            self.sink.stop()
+        if self.pg is not None and self.pg.running():
+            self.pg.stop()
+            self.sup.say("stopped postgres")
+        state_file(self.o.state_dir).unlink(missing_ok=True)
+
+    def table(self) -> str:
+        width = max(len(r[0]) for r in self.rows) if self.rows else 10
+        uwidth = max(len(r[1]) for r in self.rows) if self.rows else 20
+        lines = ["", "Redline is up:", ""]
+        lines += [f"  {n:<{width}}  {u:<{uwidth}}  {w}" for n, u, w in self.rows]
+        if self.skipped:
+            lines += ["", "Not started:"]
+            lines += [f"  {n:<{width}}  {h}" for n, h in self.skipped]
+        lines += [
+            "",
+            f"Admin token (for /admin endpoints): in {state_file(self.o.state_dir)}",
+            "Stop with Ctrl-C (or `redline down` when detached).",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def run_foreground(options: StackOptions) -> int:
+    """`redline up`: start everything, print the table, supervise until a signal."""
+    sup = Supervisor()
+    with exclusive(options.state_dir):
+        stack = Stack(options, sup)
+
+        def on_signal(signum: int, _: object) -> None:
+            stack.stop_requested.set()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            stack.start()
+            for line in stack.table().splitlines():
+                sup.say(line)
+            stack.supervise()
+            return 0
+        except StartupError as exc:
+            sup.say(f"error: {exc}")
+            return 1
+        finally:
+            stack.stop()  # a StackError propagates: the CLI prints it as one line

@@ -1,0 +1,205 @@
+"""`redline up`: the whole platform on one machine, with Prometheus and Alertmanager."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from redline.stack import pid_alive
+from services.topology import SERVICES
+from tests.harness import (
+    ADMIN_HEADERS,
+    ROOT,
+    Stack,
+    free_port,
+    prom_query,
+    prom_value,
+    sign_up,
+    traceparent,
+    wait_until,
+)
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[Stack]:
+    s = Stack.build(tmp_path_factory.mktemp("stack"), otlp_endpoint=otlp.endpoint)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_every_service_shows_up_in_prometheus_within_30_seconds(stack: Stack) -> None:
+    ready_at = time.monotonic()
+
+    def all_up() -> bool:
+        up = {r["metric"]["job"]: r["value"][1] for r in prom_query(stack.prometheus, "up")}
+        return all(up.get(name) == "1" for name in SERVICES)
+
+    wait_until(all_up, timeout=30, interval=0.25, message="not every service was scraped")
+    first_signal = time.monotonic() - ready_at
+    # The scrape interval is 1 s in this test (2 s by default): first data comes in seconds.
+    assert first_signal < 30
+    rules = httpx.get(f"{stack.prometheus}/api/v1/rules").json()["data"]["groups"]
+    assert rules, "the alert and recording rules from alerts/ are loaded"
+    targets = httpx.get(f"{stack.prometheus}/api/v1/alertmanagers").json()["data"]
+    assert targets["activeAlertmanagers"], "Prometheus sends alerts to the Alertmanager"
+
+
+def test_an_order_shows_up_as_red_series_with_an_exemplar_whose_trace_was_exported(
+    stack: Stack, otlp: OtlpReceiver
+) -> None:
+    user = sign_up(stack.gateway)
+    header, trace_id, _ = traceparent()
+    r = httpx.post(
+        f"{stack.gateway}/api/v1/orders",
+        json={"items": [{"product_id": 3, "quantity": 1}]},
+        headers={**user.headers, "idempotency-key": str(uuid.uuid4()), "traceparent": header},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    series = 'http_server_request_duration_seconds_count{job="gateway",http_route="/api/v1/orders",http_request_method="POST"}'
+    wait_until(
+        lambda: (prom_value(stack.prometheus, series) or 0) >= 1,
+        timeout=30,
+        message="the order never reached Prometheus",
+    )
+    for job, route in (
+        ("orders", "/orders"),
+        ("inventory", "/reservations"),
+        ("payments", "/charges"),
+    ):
+        q = f'http_server_request_duration_seconds_count{{job="{job}",http_route="{route}"}}'
+        assert (prom_value(stack.prometheus, q) or 0) >= 1, q
+
+    def exemplar_traces() -> set[str]:
+        now = time.time()
+        resp = httpx.get(
+            f"{stack.prometheus}/api/v1/query_exemplars",
+            params={
+                "query": 'http_server_request_duration_seconds_bucket{job="gateway",http_route="/api/v1/orders"}',
+                "start": now - 300,
+                "end": now + 5,
+            },
+        ).json()
+        return {e["labels"]["trace_id"] for series in resp["data"] for e in series["exemplars"]}
+
+    traces = wait_until(
+        lambda: exemplar_traces() or None, timeout=30, message="no exemplars stored"
+    )
+    assert trace_id in traces
+    otlp.wait_for(lambda s: s.trace_id == trace_id and s.service_name == "gateway")
+
+
+def test_a_second_up_on_the_same_state_dir_says_so(stack: Stack) -> None:
+    result = subprocess.run(stack.argv(), cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "already running" in lines[0]
+
+
+def test_a_crashed_service_is_restarted(stack: Stack) -> None:
+    before = stack.pids()["inventory"]
+    os.kill(before, 9)
+    wait_until(
+        lambda: stack.pids().get("inventory") not in (None, before),
+        timeout=20,
+        message="inventory was not restarted",
+    )
+    wait_until(
+        lambda: httpx.get(f"{stack.url('inventory')}/health/ready").status_code == 200,
+        timeout=30,
+        message="inventory did not become ready again",
+    )
+    assert httpx.get(f"{stack.gateway}/api/v1/products/1").status_code == 200
+
+
+def test_status_reports_every_component_and_its_memory(stack: Stack) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "redline", "status", "--state-dir", str(stack.state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in (*SERVICES, "prometheus", "alertmanager", "postgres"):
+        assert name in result.stdout
+    assert "total" in result.stdout
+
+
+def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    s = Stack.build(tmp_path, otlp_endpoint=None)
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", s.ports["prometheus"]))
+        blocker.listen()
+        result = subprocess.run(s.argv(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"port {s.ports['prometheus']} (prometheus) is already in use" in lines[0]
+
+
+def test_sigterm_stops_everything_in_reverse_order_and_leaves_no_process(tmp_path: Path) -> None:
+    s = Stack.build(tmp_path, otlp_endpoint=None).start()
+    pids = s.pids()
+    assert set(pids) >= {*SERVICES, "prometheus", "alertmanager", "postgres"}
+    assert s.stop() == 0
+    still = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+    assert not still, f"left running: {still}"
+    log = s.log_path.read_text()
+    order = [
+        log.index(f"stopped {name}")
+        for name in ("prometheus", "alertmanager", "gateway", "orders", "inventory", "postgres")
+    ]
+    assert order == sorted(order), "stopped in reverse start order"
+
+
+def test_detach_status_and_down(tmp_path: Path) -> None:
+    s = Stack.build(tmp_path, otlp_endpoint=None)
+    env = {**os.environ, "REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
+    up = subprocess.run(
+        [*s.argv(), "--detach"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "gateway" in up.stdout
+    pids = s.pids()
+    try:
+        assert httpx.get(f"{s.gateway}/api/v1/products/1").status_code == 200
+        status = subprocess.run(
+            [sys.executable, "-m", "redline", "status", "--state-dir", str(s.state_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "redline", "down", "--state-dir", str(s.state_dir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in pids.values() if pid_alive(p)]
+    again = subprocess.run(
+        [sys.executable, "-m", "redline", "status", "--state-dir", str(s.state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert again.returncode == 3
