@@ -16,10 +16,8 @@ import pytest
 from redline.stack import pid_alive
 from services.topology import SERVICES
 from tests.harness import (
-    ADMIN_HEADERS,
     ROOT,
     Stack,
-    free_port,
     prom_query,
     prom_value,
     sign_up,
