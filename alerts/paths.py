@@ -38,9 +38,19 @@ def slo_test_file(slo_name: str, profile: Profile) -> Path:
     return GENERATED_TESTS_DIR / f"{slo_name}{suffix}.test.yml"
 
 
+def compressed_rule_file(rules_file: Path, profile: Profile) -> Path:
+    """Where the time-compressed copy of a hand-written rules file is generated."""
+    return slo_rules_dir(profile) / f"handwritten-{rules_file.name}"
+
+
 def rule_files(profile: Profile = NORMAL) -> list[Path]:
-    """Every rules file Prometheus should load for ``profile``."""
-    return [*sorted(RULES_DIR.glob("*.yml")), *sorted(slo_rules_dir(profile).glob("*.yml"))]
+    """Every rules file Prometheus should load for ``profile``.
+
+    Production loads the hand-written rules as written; a compressed profile
+    loads their generated copies instead (never both: same alert names).
+    """
+    handwritten = sorted(RULES_DIR.glob("*.yml")) if profile is NORMAL else []
+    return [*handwritten, *sorted(slo_rules_dir(profile).glob("*.yml"))]
 
 
 def all_rule_files() -> list[Path]:
