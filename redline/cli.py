@@ -25,6 +25,7 @@ from redline.stack import (
     run_foreground,
     state_file,
 )
+from services.topology import SERVICES
 
 
 def _ports(values: list[str]) -> dict[str, int]:
@@ -36,6 +37,21 @@ def _ports(values: list[str]) -> dict[str, int]:
             raise StackError(f"--port {value!r}: expected NAME=PORT with NAME one of {known}")
         ports[name] = int(port)
     return ports
+
+
+def _service_env(values: list[str]) -> dict[str, dict[str, str]]:
+    """``--env orders:REDLINE_PAYMENTS_URL=http://127.0.0.1:9999`` → {"orders": {...}}."""
+    out: dict[str, dict[str, str]] = {}
+    for value in values:
+        service, sep, assignment = value.partition(":")
+        name, eq, setting = assignment.partition("=")
+        if not sep or not eq or not name or service not in SERVICES:
+            raise StackError(
+                f"--env {value!r}: expected SERVICE:NAME=VALUE with SERVICE one of "
+                f"{', '.join(SERVICES)}"
+            )
+        out.setdefault(service, {})[name] = setting
+    return out
 
 
 def _options(args: argparse.Namespace) -> StackOptions:
@@ -50,6 +66,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         restart=not args.no_restart,
         admin_token=os.environ.get("REDLINE_ADMIN_TOKEN"),
         with_prometheus=not args.no_prometheus,
+        service_env=_service_env(args.env),
     )
 
 
@@ -217,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="send spans here (default: a local Jaeger when installed)",
     )
     up.add_argument("--scrape-interval", default="2s")
+    up.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="SERVICE:NAME=VALUE",
+        help="set an environment variable for one service (e.g. to route a dependency via a proxy)",
+    )
     up.add_argument("--no-restart", action="store_true", help="do not restart crashed processes")
     up.add_argument("--no-prometheus", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--timeout", type=float, default=120.0, help="--detach: how long to wait")
