@@ -9,14 +9,12 @@ and an orderly start-up and shutdown.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
@@ -26,12 +24,12 @@ from services.chassis.admin import FaultsController, ResilienceController
 from services.chassis.config import ServiceSettings
 from services.chassis.db import Database, ensure_database
 from services.chassis.deadlines import DeadlineMiddleware
+from services.chassis.dependencies import dependency_configs
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, fault_middleware_factory
 from services.chassis.http_client import DependencyConfig, Downstream
 from services.chassis.pgserver import EmbeddedPostgres
-from services.topology import SERVICES
-from telemetry import ConfigError, HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
+from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
 
 _log = get_logger("chassis")
 
@@ -65,32 +63,6 @@ async def _resolve_dsn(name: str, settings: ServiceSettings) -> str:
     await ensure_database(server.dsn(), database_name(name))
     _log.info("using embedded PostgreSQL", data_dir=str(server.data_dir), port=server.port)
     return server.dsn(database_name(name))
-
-
-def dependency_configs(
-    name: str, env: Mapping[str, str], overrides: Mapping[str, DependencyConfig] | None = None
-) -> dict[str, DependencyConfig]:
-    """One config per service ``name`` calls (services/topology.py), URLs from the environment.
-
-    ``REDLINE_<DEP>_URL`` defaults to the dependency's default port on loopback.
-    """
-    configs: dict[str, DependencyConfig] = {}
-    for dep in SERVICES[name].calls if name in SERVICES else ():
-        info = SERVICES[dep]
-        url = env.get(info.url_variable) or f"http://127.0.0.1:{info.port}"
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ConfigError(f"{info.url_variable}={url!r}: not a URL ({exc})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ConfigError(f"{info.url_variable}={url!r}: expected http(s)://host:port")
-        base = (overrides or {}).get(dep)
-        configs[dep] = (
-            dataclasses.replace(base, base_url=url)
-            if base is not None
-            else DependencyConfig(name=dep, base_url=url)
-        )
-    return configs
 
 
 def create_app(
