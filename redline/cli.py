@@ -54,6 +54,17 @@ def _service_env(values: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _scrape(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        job, sep, target = value.partition("=")
+        host, colon, port = target.rpartition(":")
+        if not sep or not job or not colon or not host or not port.isdigit():
+            raise StackError(f"--scrape {value!r}: expected JOB=HOST:PORT")
+        out[job] = target
+    return out
+
+
 def _options(args: argparse.Namespace) -> StackOptions:
     return StackOptions(
         state_dir=Path(args.state_dir).resolve(),
@@ -67,6 +78,8 @@ def _options(args: argparse.Namespace) -> StackOptions:
         admin_token=os.environ.get("REDLINE_ADMIN_TOKEN"),
         with_prometheus=not args.no_prometheus,
         service_env=_service_env(args.env),
+        alert_webhook=args.alert_webhook,
+        extra_scrape=_scrape(args.scrape),
     )
 
 
@@ -234,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="send spans here (default: a local Jaeger when installed)",
     )
     up.add_argument("--scrape-interval", default="2s")
+    up.add_argument("--alert-webhook", default=None, metavar="URL",
+                    help="send Alertmanager notifications here (default: print them in this log)")
+    up.add_argument("--scrape", action="append", default=[], metavar="JOB=HOST:PORT",
+                    help="an extra Prometheus scrape job, e.g. a Locust exporter")
     up.add_argument(
         "--env",
         action="append",

@@ -81,6 +81,10 @@ class StackOptions:
     admin_token: str | None = None
     service_env: dict[str, dict[str, str]] = field(default_factory=dict)
     with_prometheus: bool = True
+    # Send Alertmanager's notifications here instead of the built-in sink.
+    alert_webhook: str | None = None
+    # More scrape jobs, {job: "host:port"} (e.g. a Locust exporter).
+    extra_scrape: dict[str, str] = field(default_factory=dict)
 
 
 def state_file(state_dir: Path) -> Path:
@@ -314,7 +318,8 @@ class Stack:
         assert self.sink is not None
         config = o.state_dir / "alertmanager.yml"
         # Short waits: a developer watching a demo should not wait 30 s for a page.
-        config.write_text(alertmanager_config(self.sink.url, group_wait="5s", group_interval="10s"))
+        webhook = o.alert_webhook or self.sink.url
+        config.write_text(alertmanager_config(webhook, group_wait="5s", group_interval="10s"))
         data = o.state_dir / "alertmanager-data"
         data.mkdir(exist_ok=True)
         listen = f"{o.host}:{o.ports['alertmanager']}"
@@ -343,6 +348,7 @@ class Stack:
                 scrape_interval=o.scrape_interval,
                 evaluation_interval=o.scrape_interval,
                 self_address=f"{o.host}:{o.ports['prometheus']}",
+                extra_targets=o.extra_scrape or None,
             )
         )
         data = o.state_dir / "prometheus-data"
