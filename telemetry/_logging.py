@@ -131,13 +131,56 @@ class Stamp:
             self._second = second
         return f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
 
-    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        event_dict["level"] = _LEVELS.get(method_name, method_name)
+    def stamp(self, event_dict: EventDict, level: str) -> EventDict:
+        event_dict["level"] = level
         event_dict["timestamp"] = self._timestamp()
         for key, value in self._fields:
             if key not in event_dict:
                 event_dict[key] = value
+        return event_dict
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        self.stamp(event_dict, _LEVELS.get(method_name, method_name))
         return add_trace_context(logger, method_name, event_dict)
+
+
+class AccessLog:
+    """The one line per request, in exactly the shape of every other line.
+
+    Rendered by the pipeline's own ``Stamp`` and JSON encoder but without
+    structlog's per-call machinery (bound-logger lookup, context copy,
+    contextvar merge, redaction of fields that are never secret): 13.5 µs
+    per line through structlog, about 4 µs here (benchmarks/log_line.py).
+    """
+
+    def __init__(self, stamp: Stamp, out: Any, enabled: bool) -> None:
+        self._stamp = stamp
+        self._write = out.write
+        self._flush = out.flush
+        self.enabled = enabled
+
+    def write(self, fields: dict[str, Any], trace_id: str | None, span_id: str | None) -> None:
+        if not self.enabled:
+            return
+        event = {"logger": "access", **fields, "event": "request"}
+        self._stamp.stamp(event, "info")
+        if trace_id:
+            event["trace_id"] = trace_id
+            event["span_id"] = span_id
+        # One write per line: the buffered stream's lock keeps lines whole when
+        # another thread (the span exporter's, say) logs at the same moment.
+        self._write(orjson.dumps(event, default=str) + b"\n")
+        self._flush()
+
+
+_access_log: AccessLog | None = None
+
+
+def access_log() -> AccessLog:
+    """The access logger ``configure_logging`` set up (a disabled one before that)."""
+    if _access_log is None:
+        return AccessLog(Stamp({}), sys.stdout.buffer, enabled=False)
+    return _access_log
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
@@ -186,9 +229,13 @@ def configure_logging(
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     out = stream if stream is not None else sys.stdout.buffer
+    processors = shared_processors(static_fields or {})
+    global _access_log
+    stamp = next(p for p in processors if isinstance(p, Stamp))
+    _access_log = AccessLog(stamp, out, enabled=numeric <= logging.INFO)
     structlog.configure(
         processors=[
-            *shared_processors(static_fields or {}),
+            *processors,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ],
