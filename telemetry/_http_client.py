@@ -20,7 +20,6 @@ from structlog.contextvars import get_contextvars
 
 from telemetry._metrics import HTTP_CLIENT_ACTIVE, HTTP_CLIENT_DURATION, normalize_method
 
-_tracer = trace.get_tracer("telemetry.client")
 
 # Set by callers in request.extensions to name the span by template, not raw URL.
 URL_TEMPLATE_EXTENSION = "url_template"
@@ -33,6 +32,9 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport, *, peer_service: str) -> None:
         self._inner = inner
         self.peer_service = peer_service
+        # Fetched here, after tracing is configured: a module-level tracer
+        # would be a proxy costing a call per span.
+        self._tracer = trace.get_tracer("telemetry.client")
         self._active = HTTP_CLIENT_ACTIVE.labels(peer_service)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -53,7 +55,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         resend = request.extensions.get(RESEND_COUNT_EXTENSION)
         if resend:
             attributes["http.request.resend_count"] = resend
-        span = _tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         ctx = trace.set_span_in_context(span)
         propagate.inject(request.headers, context=ctx)
         request_id = get_contextvars().get("request_id")

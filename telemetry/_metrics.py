@@ -60,19 +60,8 @@ for _collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
     # objects here so /metrics serves one registry with everything in it.
     REGISTRY.register(_collector)
 
-HTTP_SERVER_DURATION = Histogram(
-    "http_server_request_duration_seconds",
-    "Duration of HTTP server requests, from the first byte received to the last byte sent.",
-    ["http_request_method", "http_route", "http_response_status_code"],
-    buckets=DURATION_BUCKETS,
-    registry=REGISTRY,
-)
-HTTP_SERVER_ACTIVE = Gauge(
-    "http_server_active_requests",
-    "Number of HTTP server requests in flight.",
-    ["http_request_method"],
-    registry=REGISTRY,
-)
+# http_server_request_duration_seconds and http_server_active_requests are in
+# telemetry/_red.py: counted lock-free on the hot path, exported by a collector.
 HTTP_CLIENT_DURATION = Histogram(
     "http_client_request_duration_seconds",
     "Duration of outgoing HTTP requests, per downstream service and outcome.",

@@ -30,11 +30,8 @@ from opentelemetry.util.types import AttributeValue
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from telemetry._logging import access_log
-from telemetry._metrics import (
-    HTTP_SERVER_ACTIVE,
-    HTTP_SERVER_DURATION,
-    normalize_method,
-)
+from telemetry._metrics import KNOWN_METHODS
+from telemetry._red import SERVER_RED
 
 ASGIApp = Callable[..., Any]
 
@@ -42,8 +39,7 @@ UNMATCHED_ROUTE = "unmatched"
 REQUEST_ID_HEADER = b"x-request-id"
 _random_bits = random.getrandbits
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-_tracer = trace.get_tracer("telemetry.server")
+_PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 def valid_request_id(value: str | None) -> str:
@@ -57,29 +53,16 @@ def valid_request_id(value: str | None) -> str:
     return f"{_random_bits(128):032x}"
 
 
-class _Carrier(dict[str, str]):
-    """The few headers propagation reads, decoded once."""
-
-
 class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, *, excluded_paths: Collection[str]) -> None:
         self.app = app
         self._excluded = frozenset(excluded_paths)
-        # Built after logging is configured (the plugin makes this at start-up).
+        # Both built at start-up, after the plugin configured tracing and
+        # logging: a tracer fetched at import time would be a proxy (~1 µs per
+        # span), a logger fetched then would not write JSON.
+        self._tracer = trace.get_tracer("telemetry.server")
         self._access_log = access_log()
-        self._children: dict[tuple[str, str, int], Any] = {}
-        self._active = {
-            m: HTTP_SERVER_ACTIVE.labels(m)
-            for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-        }
-
-    def _histogram(self, method: str, route: str, status: int) -> Any:
-        key = (method, route, status)
-        child = self._children.get(key)
-        if child is None:
-            child = HTTP_SERVER_DURATION.labels(method, route, str(status))
-            self._children[key] = child
-        return child
+        self._red = SERVER_RED
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
@@ -88,14 +71,14 @@ class TelemetryMiddleware:
 
         start = time.perf_counter()
         raw_method: str = scope["method"]
-        method = normalize_method(raw_method)
+        method = raw_method if raw_method in KNOWN_METHODS else "_OTHER"
 
-        carrier = _Carrier()
-        request_id = ""
-        user_agent = ""
-        host = ""
+        carrier: dict[str, str] | None = None
+        request_id = user_agent = host = ""
         for name, value in scope["headers"]:
-            if name == b"traceparent" or name == b"tracestate" or name == b"baggage":
+            if name in _PROPAGATION_HEADERS:
+                if carrier is None:
+                    carrier = {}
                 carrier[name.decode()] = value.decode("latin-1")
             elif name == REQUEST_ID_HEADER:
                 request_id = value.decode("latin-1")
@@ -106,35 +89,35 @@ class TelemetryMiddleware:
         request_id = valid_request_id(request_id)
 
         parent = propagate.extract(carrier) if carrier else None
-        attributes: dict[str, AttributeValue] = {
-            "http.request.method": method,
-            "url.path": scope["path"],
-            "url.scheme": scope.get("scheme", "http"),
-            "network.protocol.version": scope.get("http_version", "1.1"),
-        }
-        if method == "_OTHER":
-            attributes["http.request.method_original"] = raw_method
-        if host:
-            hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-            attributes["server.address"] = hostname or host
-            if port.isdigit():
-                attributes["server.port"] = int(port)
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
-        if user_agent:
-            attributes["user_agent.original"] = user_agent
         span_name = "HTTP" if method == "_OTHER" else method
-        span = _tracer.start_span(
-            span_name,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-        )
+        # No attributes at start: the samplers in use do not read them, and an
+        # unsampled request (most of them, at 10 %) should not pay to build them.
+        span = self._tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
+        recording = span.is_recording()
+        client = scope.get("client")
+        if recording:
+            attributes: dict[str, AttributeValue] = {
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+                "network.protocol.version": scope.get("http_version", "1.1"),
+            }
+            if method == "_OTHER":
+                attributes["http.request.method_original"] = raw_method
+            if host:
+                hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+                attributes["server.address"] = hostname or host
+                if port.isdigit():
+                    attributes["server.port"] = int(port)
+            if client:
+                attributes["client.address"] = client[0]
+            if user_agent:
+                attributes["user_agent.original"] = user_agent
+            span.set_attributes(attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         log_tokens = bind_contextvars(request_id=request_id)
-        active = self._active.get(method) or HTTP_SERVER_ACTIVE.labels(method)
-        active.inc()
+        active = self._red.active
+        active[method] = active.get(method, 0) + 1
 
         status = 500
         rid_bytes = request_id.encode()
@@ -160,7 +143,7 @@ class TelemetryMiddleware:
             duration = time.perf_counter() - start
             route: str = scope.get("path_template") or ""
             route_label = route or UNMATCHED_ROUTE
-            if span.is_recording():
+            if recording:
                 if route:
                     span.update_name(f"{span_name} {route}")
                     span.set_attribute("http.route", route)
@@ -170,19 +153,14 @@ class TelemetryMiddleware:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
 
-            active.dec()
+            active[method] -= 1
             ctx = span.get_span_context()
-            child = self._histogram(method, route_label, status)
+            series = self._red.duration(method, route_label, status)
             if ctx.trace_flags.sampled:
-                child.observe(
-                    duration,
-                    {
-                        "trace_id": format(ctx.trace_id, "032x"),
-                        "span_id": format(ctx.span_id, "016x"),
-                    },
-                )
+                # An exemplar only for a trace that exists in the backend.
+                series.observe(duration, ctx.trace_id, ctx.span_id)
             else:
-                child.observe(duration)
+                series.observe(duration)
             self._access_log.write(
                 {
                     "method": raw_method,
@@ -193,8 +171,8 @@ class TelemetryMiddleware:
                     "client": f"{client[0]}:{client[1]}" if client else None,
                     "request_id": request_id,
                 },
-                format(ctx.trace_id, "032x") if ctx.trace_id else None,
-                format(ctx.span_id, "016x") if ctx.span_id else None,
+                ctx.trace_id,
+                ctx.span_id,
             )
             reset_contextvars(**log_tokens)
             otel_context.detach(token)
