@@ -20,7 +20,6 @@ from structlog.contextvars import get_contextvars
 
 from telemetry._metrics import HTTP_CLIENT_ACTIVE, HTTP_CLIENT_DURATION, normalize_method
 
-
 # Set by callers in request.extensions to name the span by template, not raw URL.
 URL_TEMPLATE_EXTENSION = "url_template"
 RESEND_COUNT_EXTENSION = "resend_count"
