@@ -280,12 +280,21 @@ class Stack:
     log_path: Path
     otlp_endpoint: str | None = None
     rules: str = "compressed"
+    # More `redline up` arguments (--scrape, --alert-webhook, --env ...).
+    extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def build(cls, base: Path, *, otlp_endpoint: str | None, rules: str = "compressed") -> Stack:
+    def build(
+        cls,
+        base: Path,
+        *,
+        otlp_endpoint: str | None,
+        rules: str = "compressed",
+        extra: list[str] | None = None,
+    ) -> Stack:
         ports = {name: free_port() for name in STACK_COMPONENT_PORTS}
-        return cls(base / "state", ports, base / "stack.log", otlp_endpoint, rules)
+        return cls(base / "state", ports, base / "stack.log", otlp_endpoint, rules, extra or [])
 
     def argv(self, *extra: str) -> list[str]:
         args = [
@@ -299,6 +308,7 @@ class Stack:
             self.rules,
             "--scrape-interval",
             "1s",
+            *self.extra,
             *extra,
         ]
         for name, port in self.ports.items():

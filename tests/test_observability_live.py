@@ -1,0 +1,201 @@
+"""Dashboards and alerts against the real thing: a stack under load, a real Prometheus.
+
+A panel that shows "No data" after load is a bug; an alert that never fires
+for a real fault is a bug. These tests run Locust through the gateway, then
+every panel query of every dashboard against Prometheus, then faults that must
+fire (and resolve) alerts all the way to Alertmanager's webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dashboards.queries import LIVE_TEST_VARIABLES, expand
+from loadtests.run import main as run_load
+from redline.alert_sink import AlertSink
+from tests.harness import ADMIN_HEADERS, Stack, free_port, prom_query, wait_until
+from tests.otlp_receiver import OtlpReceiver
+
+GENERATED = Path(__file__).resolve().parent.parent / "dashboards" / "generated"
+# When each loaded stack's load was still running (by gateway URL).
+LOADED_AT: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[AlertSink]:
+    sink = AlertSink("127.0.0.1", free_port(), lambda _: None).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def locust_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def loaded_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    otlp: OtlpReceiver,
+    webhook: AlertSink,
+    locust_port: int,
+) -> Iterator[Stack]:
+    """The stack, after a short Locust run through the gateway (scraped by Prometheus)."""
+    base = tmp_path_factory.mktemp("live")
+    stack = Stack.build(
+        base,
+        otlp_endpoint=otlp.endpoint,
+        extra=["--alert-webhook", webhook.url, "--scrape", f"locust=127.0.0.1:{locust_port}"],
+    ).start()
+    try:
+        code = run_load(
+            [
+                "--host", stack.gateway, "--shape", "steady", "--users", "8",
+                "--spawn-rate", "8", "--duration", "25s", "--think-scale", "0.2",
+                "--prometheus-port", str(locust_port), "--runs-dir", str(base / "runs"),
+            ]
+        )  # fmt: skip
+        assert code == 0, "the load run itself failed; see its report"
+        # Panels are evaluated as of the load's last seconds: a gauge of the
+        # load generator (users, CPU) is stale once Locust has exited.
+        LOADED_AT[stack.gateway] = time.time() - 3
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _dashboards() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(GENERATED.glob("*.json"))]
+
+
+def _loaded_at(stack: Stack) -> float:
+    return LOADED_AT[stack.gateway]
+
+
+def test_every_panel_query_of_every_dashboard_returns_data(loaded_stack: Stack) -> None:
+    at = _loaded_at(loaded_stack)
+    empty = []
+    checked = 0
+    for dashboard in _dashboards():
+        uid = dashboard["uid"]
+        for title, expr in expand(dashboard, LIVE_TEST_VARIABLES.get(uid, {})):
+            checked += 1
+            r = httpx.get(
+                f"{loaded_stack.prometheus}/api/v1/query", params={"query": expr, "time": at}
+            ).json()
+            assert r["status"] == "success", f"{uid} / {title}: {r}"
+            if not r["data"]["result"]:
+                empty.append(f"{uid} / {title}: {expr}")
+    assert checked > 50
+    assert not empty, "panels with no data after load:\n" + "\n".join(empty)
+
+
+def test_latency_exemplars_lead_to_traces_the_backend_received(
+    loaded_stack: Stack, otlp: OtlpReceiver
+) -> None:
+    service = next(d for d in _dashboards() if d["uid"] == "redline-service")
+    with_exemplars = [
+        t["expr"] for p in service["panels"] for t in p.get("targets", []) if t.get("exemplar")
+    ]
+    assert with_exemplars, "the service dashboard's latency panels ask for exemplars"
+    title_expr = dict(expand(service, {"service": "gateway"}))
+    exprs = [e for e in title_expr.values() if "http_server_request_duration_seconds_bucket" in e]
+    now = time.time()
+    found: set[str] = set()
+    for expr in exprs:
+        r = httpx.get(
+            f"{loaded_stack.prometheus}/api/v1/query_exemplars",
+            params={"query": expr, "start": now - 600, "end": now},
+        ).json()
+        found |= {e["labels"]["trace_id"] for s in r.get("data", []) for e in s["exemplars"]}
+    assert found, "no exemplars behind the latency panels"
+    received = {s.trace_id for s in otlp.find(lambda s: s.service_name == "gateway")}
+    linked = found & received
+    assert linked, "no exemplar trace id was exported to the tracing backend"
+    assert len(linked) >= len(found) // 2, "most exemplars must point at exported traces"
+
+
+def _notifications(webhook: AlertSink, alertname: str, status: str, **labels: str) -> list[Any]:
+    return [
+        a
+        for a in list(webhook.received)
+        if a["labels"].get("alertname") == alertname
+        and a.get("status") == status
+        and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]
+
+
+def test_a_stopped_service_fires_target_down_to_the_webhook_then_resolves(
+    loaded_stack: Stack, webhook: AlertSink
+) -> None:
+    pid = loaded_stack.pids()["accounts"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: prom_query(
+                loaded_stack.prometheus,
+                'ALERTS{alertname="TargetDown",job="accounts",alertstate="firing"}',
+            ),
+            timeout=60,
+            message="TargetDown never fired in Prometheus",
+        )
+        wait_until(
+            lambda: _notifications(webhook, "TargetDown", "firing", job="accounts"),
+            timeout=60,
+            message="Alertmanager never notified TargetDown",
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    firing = _notifications(webhook, "TargetDown", "firing", job="accounts")[0]
+    assert firing["labels"]["severity"] == "page"
+    assert firing["annotations"]["runbook_url"].endswith("/TargetDown.md")
+    assert firing["annotations"]["summary"]
+    wait_until(
+        lambda: _notifications(webhook, "TargetDown", "resolved", job="accounts"),
+        timeout=90,
+        message="TargetDown never resolved after the service came back",
+    )
+
+
+def test_gateway_errors_burn_the_budget_and_page_then_resolve(
+    loaded_stack: Stack, webhook: AlertSink
+) -> None:
+    """5xx on the public API: the fast-burn page fires, and resolves when errors stop."""
+    gateway = loaded_stack.url("gateway")
+    fault = {"faults": [{"route": "/api/v1/products", "error_rate": 1.0, "error_status": 500}]}
+    assert (
+        httpx.put(f"{gateway}/admin/faults", json=fault, headers=ADMIN_HEADERS).status_code == 200
+    )
+
+    def burning() -> bool:
+        for _ in range(20):
+            httpx.get(f"{gateway}/api/v1/products")
+        return bool(
+            _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page")
+        )
+
+    try:
+        wait_until(burning, timeout=90, interval=0.2, message="the burn-rate page never arrived")
+    finally:
+        httpx.delete(f"{gateway}/admin/faults", headers=ADMIN_HEADERS)
+    page = _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page")[0]
+    assert page["labels"]["slo"] == "gateway-availability"
+    assert page["annotations"]["runbook_url"].endswith(".md")
+
+    def healed() -> bool:
+        for _ in range(20):
+            assert httpx.get(f"{gateway}/api/v1/products").status_code == 200
+        return bool(
+            _notifications(webhook, "GatewayAvailabilityBudgetBurn", "resolved", severity="page")
+        )
+
+    wait_until(healed, timeout=120, interval=0.5, message="the page never resolved")
