@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from redline.alert_sink import AlertSink
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
-from tests.harness import Platform, ServiceProcess, free_port, otel_env
+from tests.harness import Platform, ServiceProcess, Stack, free_port, otel_env
 from tests.otlp_receiver import OtlpReceiver
 
 _db_counter = itertools.count(1)
@@ -97,11 +98,16 @@ def inventory(
     svc.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(
     new_database: Callable[[str], str], otlp: OtlpReceiver, logs_dir: Path
 ) -> Iterator[Platform]:
-    """All five services, on fresh databases, for one test module."""
+    """All five services, on fresh databases, shared by the test modules that use it.
+
+    Tests leave it as they found it (faults cleared, processes running), and
+    check invariants that hold whatever other tests did (stock is conserved,
+    money charged equals confirmed orders) rather than absolute counts.
+    """
     p = Platform.build(
         databases=new_database,
         logs=logs_dir / f"platform-{free_port()}",
@@ -123,6 +129,42 @@ def platform(
     ).start()
     yield p
     p.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[AlertSink]:
+    """Where the stack's Alertmanager sends its notifications, for tests to read."""
+    sink = AlertSink("127.0.0.1", free_port(), lambda _: None).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def locust_port() -> int:
+    """The port a test's Locust run exports metrics on; the stack's Prometheus scrapes it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    otlp: OtlpReceiver,
+    webhook: AlertSink,
+    locust_port: int,
+) -> Iterator[Stack]:
+    """`redline up` with compressed alert rules, shared by the modules that need a stack."""
+    s = Stack.build(
+        tmp_path_factory.mktemp("stack"),
+        otlp_endpoint=otlp.endpoint,
+        extra=[
+            "--alert-webhook", webhook.url,
+            "--scrape", f"locust=127.0.0.1:{locust_port}",
+            # Declines only where a test asks for one (a declining payment method).
+            "--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
+        ],
+    ).start()  # fmt: skip
+    yield s
+    s.stop()
 
 
 def require_tool(name: str) -> str:

@@ -196,3 +196,20 @@ def test_fault_flag_injects_errors_on_one_route_only(inventory: ServiceProcess) 
         assert c.get("/products/5/stock").status_code == 200
         bad = c.put("/admin/faults", json={"faults": [{"error_rate": 2}]}, headers=auth)
     _assert_problem(bad, 400)
+
+
+def test_stock_ledger_totals_are_conserved_by_reservations(inventory: ServiceProcess) -> None:
+    def total() -> tuple[int, int]:
+        ledger = httpx.get(f"{inventory.url}/stock/ledger").json()
+        return ledger["available"] + ledger["reserved"] + ledger["sold"], ledger["reserved"]
+
+    before, reserved_before = total()
+    order = str(uuid.uuid4())
+    body = {"order_id": order, "items": [{"product_id": 70, "quantity": 3}]}
+    assert httpx.post(f"{inventory.url}/reservations", json=body).status_code == 201
+    during, reserved_during = total()
+    assert httpx.post(f"{inventory.url}/reservations/{order}/release").status_code == 200
+    after, reserved_after = total()
+    assert before == during == after
+    assert reserved_during == reserved_before + 3
+    assert reserved_after == reserved_before

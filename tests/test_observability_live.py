@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from dashboards.queries import LIVE_TEST_VARIABLES, expand
 from loadtests.run import main as run_load
 from redline.alert_sink import AlertSink
-from tests.harness import ADMIN_HEADERS, Stack, free_port, prom_query, wait_until
+from tests.harness import ADMIN_HEADERS, Stack, prom_query, wait_until
 from tests.otlp_receiver import OtlpReceiver
 
 GENERATED = Path(__file__).resolve().parent.parent / "dashboards" / "generated"
@@ -31,46 +30,21 @@ LOADED_AT: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[AlertSink]:
-    sink = AlertSink("127.0.0.1", free_port(), lambda _: None).start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def locust_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def loaded_stack(
-    tmp_path_factory: pytest.TempPathFactory,
-    otlp: OtlpReceiver,
-    webhook: AlertSink,
-    locust_port: int,
-) -> Iterator[Stack]:
-    """The stack, after a short Locust run through the gateway (scraped by Prometheus)."""
-    base = tmp_path_factory.mktemp("live")
-    stack = Stack.build(
-        base,
-        otlp_endpoint=otlp.endpoint,
-        extra=["--alert-webhook", webhook.url, "--scrape", f"locust=127.0.0.1:{locust_port}"],
-    ).start()
-    try:
-        code = run_load(
-            [
-                "--host", stack.gateway, "--shape", "steady", "--users", "8",
-                "--spawn-rate", "8", "--duration", "25s", "--think-scale", "0.2",
-                "--prometheus-port", str(locust_port), "--runs-dir", str(base / "runs"),
-            ]
-        )  # fmt: skip
-        assert code == 0, "the load run itself failed; see its report"
-        # Panels are evaluated as of the load's last seconds: a gauge of the
-        # load generator (users, CPU) is stale once Locust has exited.
-        LOADED_AT[stack.gateway] = time.time() - 3
-        yield stack
-    finally:
-        stack.stop()
+def loaded_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory, locust_port: int) -> Stack:
+    """The shared stack, after a short Locust run through the gateway (scraped by Prometheus)."""
+    code = run_load(
+        [
+            "--host", stack.gateway, "--shape", "steady", "--users", "8",
+            "--spawn-rate", "8", "--duration", "25s", "--think-scale", "0.2",
+            "--prometheus-port", str(locust_port),
+            "--runs-dir", str(tmp_path_factory.mktemp("runs")),
+        ]
+    )  # fmt: skip
+    assert code == 0, "the load run itself failed; see its report"
+    # Panels are evaluated as of the load's last seconds: a gauge of the load
+    # generator (users, CPU) is stale once Locust has exited.
+    LOADED_AT[stack.gateway] = time.time() - 3
+    return stack
 
 
 def _dashboards() -> list[dict[str, Any]]:

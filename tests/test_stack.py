@@ -7,11 +7,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from redline.stack import pid_alive
 from services.topology import SERVICES
@@ -25,14 +23,6 @@ from tests.harness import (
     wait_until,
 )
 from tests.otlp_receiver import OtlpReceiver
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[Stack]:
-    s = Stack.build(tmp_path_factory.mktemp("stack"), otlp_endpoint=otlp.endpoint)
-    s.start()
-    yield s
-    s.stop()
 
 
 def test_every_service_shows_up_in_prometheus_within_30_seconds(stack: Stack) -> None:
@@ -90,10 +80,11 @@ def test_an_order_shows_up_as_red_series_with_an_exemplar_whose_trace_was_export
         ).json()
         return {e["labels"]["trace_id"] for series in resp["data"] for e in series["exemplars"]}
 
-    traces = wait_until(
-        lambda: exemplar_traces() or None, timeout=30, message="no exemplars stored"
+    wait_until(
+        lambda: trace_id in exemplar_traces(),
+        timeout=30,
+        message="the order's trace id never arrived as an exemplar",
     )
-    assert trace_id in traces
     otlp.wait_for(lambda s: s.trace_id == trace_id and s.service_name == "gateway")
 
 
@@ -149,22 +140,8 @@ def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
     assert f"port {s.ports['prometheus']} (prometheus) is already in use" in lines[0]
 
 
-def test_sigterm_stops_everything_in_reverse_order_and_leaves_no_process(tmp_path: Path) -> None:
-    s = Stack.build(tmp_path, otlp_endpoint=None).start()
-    pids = s.pids()
-    assert set(pids) >= {*SERVICES, "prometheus", "alertmanager", "postgres"}
-    assert s.stop() == 0
-    still = {name: pid for name, pid in pids.items() if pid_alive(pid)}
-    assert not still, f"left running: {still}"
-    log = s.log_path.read_text()
-    order = [
-        log.index(f"stopped {name}")
-        for name in ("prometheus", "alertmanager", "gateway", "orders", "inventory", "postgres")
-    ]
-    assert order == sorted(order), "stopped in reverse start order"
-
-
-def test_detach_status_and_down(tmp_path: Path) -> None:
+def test_detach_status_then_down_stops_everything_in_reverse_order(tmp_path: Path) -> None:
+    """`down` sends the stack SIGTERM: every process stops, in reverse start order."""
     s = Stack.build(tmp_path, otlp_endpoint=None)
     env = {**os.environ, "REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
     up = subprocess.run(
@@ -192,7 +169,13 @@ def test_detach_status_and_down(tmp_path: Path) -> None:
             timeout=120,
         )
     assert down.returncode == 0, down.stderr
-    assert not [p for p in pids.values() if pid_alive(p)]
+    assert set(pids) >= {*SERVICES, "prometheus", "alertmanager", "postgres"}
+    still = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+    assert not still, f"left running: {still}"
+    log = (s.state_dir / "stack.log").read_text()
+    stopped = ("prometheus", "alertmanager", "gateway", "orders", "inventory", "postgres")
+    order = [log.index(f"stopped {name}") for name in stopped]
+    assert order == sorted(order), "stopped in reverse start order"
     again = subprocess.run(
         [sys.executable, "-m", "redline", "status", "--state-dir", str(s.state_dir)],
         cwd=ROOT,

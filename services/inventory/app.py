@@ -7,7 +7,7 @@ from pathlib import Path
 from litestar import Litestar
 
 from services.chassis import Port, ServiceSettings, create_app, load_settings, run
-from services.inventory.routes import CatalogController, ReservationController
+from services.inventory.routes import CatalogController, ReservationController, StockController
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -19,7 +19,7 @@ class InventorySettings(ServiceSettings):
 def build(settings: InventorySettings) -> Litestar:
     return create_app(
         "inventory",
-        route_handlers=[CatalogController, ReservationController],
+        route_handlers=[CatalogController, ReservationController, StockController],
         settings=settings,
         migrations_dir=MIGRATIONS,
         description="Product catalog and stock reservations (idempotent by order id).",

@@ -43,6 +43,16 @@ class CatalogController(Controller):
         return await store.get_stock(db, product_id)
 
 
+class StockController(Controller):
+    path = "/stock"
+    tags = ["stock"]
+
+    @get("/ledger")
+    async def ledger(self, db: Database) -> dict[str, int]:
+        """Catalog-wide totals: available, reserved, sold, open reservations."""
+        return await store.stock_ledger(db)
+
+
 class ReservationController(Controller):
     path = "/reservations"
     tags = ["reservations"]

@@ -93,6 +93,19 @@ async def get_stock(db: Database, product_id: int) -> Stock:
     return Stock(**dict(row))
 
 
+async def stock_ledger(db: Database) -> dict[str, int]:
+    """Totals over the catalog, for reconciliation: available + reserved + sold only
+    changes when an operator restocks, whatever orders do."""
+    row = await db.fetchrow(
+        """SELECT count(*) AS products, sum(available) AS available, sum(reserved) AS reserved,
+                  sum(sold) AS sold,
+                  (SELECT count(*) FROM reservations WHERE status = 'reserved') AS open_reservations
+           FROM stock"""
+    )
+    assert row is not None
+    return {k: int(v or 0) for k, v in dict(row).items()}
+
+
 def _merge(items: list[ReservationItem]) -> list[tuple[int, int]]:
     """One line per product, in product-id order (the lock order)."""
     totals: dict[int, int] = defaultdict(int)
