@@ -97,7 +97,14 @@ def _saga() -> list[object]:
             "(a crash or a deploy in the middle of an order), per interval.",
             [
                 target(
-                    f"sum by (action) (increase(saga_recoveries_total{ORDERS}[{RATE}]))",
+                    # A restarted process recovers sagas before its first scrape,
+                    # after its old series went stale: increase() cannot see a
+                    # counter that starts above zero, so a series that is new
+                    # within the interval counts in full (checked with promtool).
+                    f"sum by (action) ((increase(saga_recoveries_total{ORDERS}[{RATE}])"
+                    f" and saga_recoveries_total{ORDERS} offset {RATE})"
+                    f" or (saga_recoveries_total{ORDERS}"
+                    f" unless saga_recoveries_total{ORDERS} offset {RATE}))",
                     "{{action}}",
                 )
             ],

@@ -3,7 +3,8 @@
 Top: the gateway's SLOs from the recording rules in alerts/ (what users get
 over 30 days, and how much error budget is left). Then RED per service, then
 the things that explain a red service: targets down, breakers not closed,
-readiness, spans lost.
+readiness, spans lost. Last, while a load test runs, Locust's view of the
+gateway beside the gateway's own (dashboards/loadtest.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from grafanalib import core as g
 from alerts.slo import LatencySLI
 from alerts.slo_rules import BUDGET_REMAINING, ERROR_BUDGET, ERROR_RATIO_30D, error_ratio_series
 from alerts.slos import GATEWAY_AVAILABILITY, GATEWAY_LATENCY, SLOS
-from dashboards import links
+from dashboards import links, loadtest
 from dashboards._grafana import field_links, place, target
 from dashboards._panels import stat, timeseries
 from dashboards._promql import HTTP, SERVER_5XX, quantile, ratio, ratio_numerator_or_zero, sum_rate
@@ -182,6 +183,7 @@ def build() -> g.Dashboard:
                 ("Traffic and errors by service", per_service, 2),
                 ("Latency by service", latency, 3),
                 ("What might explain it", health, 4),
+                ("Load test: Locust (client) vs gateway (server)", loadtest.panels(), 3),
             ]
         ),
     )

@@ -223,6 +223,12 @@ def test_payments_down_cancels_orders_and_catalog_keeps_working(
         metrics = httpx.get(f"{platform['orders'].url}/metrics").text
         assert 'resilience_circuit_breaker_state{breaker="payments",state="open"} 1.0' in metrics
         assert stock(platform, 15) == before
+        # Orders answered with final outcomes (cancelled orders): the gateway
+        # neither retried them nor counted orders as failing.
+        gw = httpx.get(f"{platform['gateway'].url}/admin/resilience", headers=ADMIN_HEADERS).json()
+        orders_breaker = next(b for b in gw["circuit_breakers"] if b["name"] == "orders")
+        assert orders_breaker["state"] == "closed"
+        assert orders_breaker["failures_total"] == 0
     finally:
         payments.start()
     # Recovery needs no operator: the breakers (orders->payments, and the

@@ -194,3 +194,24 @@ def test_probes_and_metrics_are_not_traced(
     httpx.get(f"{inventory.url}/products/1", headers={"traceparent": header2})
     _server_span(otlp, trace_id2)
     assert otlp.trace(trace_id) == []
+
+
+def test_a_problem_names_its_type_on_the_server_span(
+    inventory: ServiceProcess, otlp: OtlpReceiver
+) -> None:
+    auth = {"authorization": "Bearer test-admin-token"}
+    fault = {
+        "faults": [
+            {"route": "/products/{product_id}/stock", "error_rate": 1.0, "error_status": 503}
+        ]
+    }
+    assert httpx.put(f"{inventory.url}/admin/faults", json=fault, headers=auth).status_code == 200
+    try:
+        header, trace_id, _ = traceparent()
+        r = httpx.get(f"{inventory.url}/products/3/stock", headers={"traceparent": header})
+    finally:
+        httpx.delete(f"{inventory.url}/admin/faults", headers=auth)
+    assert r.status_code == 503
+    span = _server_span(otlp, trace_id)
+    assert span.attributes["error.type"] == "injected-fault"
+    assert span.status_code == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hmac
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
@@ -79,10 +79,7 @@ class ResilienceController(Controller):
     @post("/breakers/{name:str}/{action:str}", sync_to_thread=False, status_code=200)
     def control(self, request: Request[Any, Any, Any], name: str, action: str) -> dict[str, Any]:
         """``action``: force-open, force-closed, disable or reset."""
-        downstream = request.app.state.ctx.downstreams.get(name)
-        if downstream is None:
-            raise ProblemError(f"No circuit breaker named {name!r}.", status=404)
-        breaker = downstream.breaker
+        breaker = _downstream(request, name).breaker
         actions = {
             "force-open": breaker.force_open,
             "force-closed": breaker.force_closed,
@@ -95,6 +92,40 @@ class ResilienceController(Controller):
             )
         actions[action]()
         return _plain(breaker.snapshot())
+
+
+class BulkheadLimits(msgspec.Struct, forbid_unknown_fields=True):
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+    max_wait: Annotated[float, msgspec.Meta(ge=0, le=60)] | None = None
+
+
+class BulkheadController(Controller):
+    """Resize a dependency's bulkhead at run time, or put back its configured limits."""
+
+    path = "/admin/resilience/bulkheads"
+    guards = [require_admin]
+    include_in_schema = False
+
+    @post("/{name:str}/resize", sync_to_thread=False, status_code=200)
+    def resize(
+        self, request: Request[Any, Any, Any], name: str, data: BulkheadLimits
+    ) -> dict[str, Any]:
+        downstream = _downstream(request, name)
+        downstream.bulkhead.resize(data.max_concurrent, data.max_wait)
+        return _plain(downstream.bulkhead.snapshot())
+
+    @post("/{name:str}/reset", sync_to_thread=False, status_code=200)
+    def reset(self, request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+        downstream = _downstream(request, name)
+        downstream.bulkhead.resize(downstream.config.max_concurrent, downstream.config.max_wait)
+        return _plain(downstream.bulkhead.snapshot())
+
+
+def _downstream(request: Request[Any, Any, Any], name: str) -> Any:
+    downstream = request.app.state.ctx.downstreams.get(name)
+    if downstream is None:
+        raise ProblemError(f"No dependency named {name!r}.", status=404)
+    return downstream
 
 
 def _plain(snapshot: Any) -> dict[str, Any]:

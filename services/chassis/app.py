@@ -20,7 +20,7 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from services.chassis.admin import FaultsController, ResilienceController
+from services.chassis.admin import BulkheadController, FaultsController, ResilienceController
 from services.chassis.config import ServiceSettings
 from services.chassis.db import Database, ensure_database
 from services.chassis.deadlines import DeadlineMiddleware
@@ -135,7 +135,12 @@ def create_app(
     deps.update(dependencies or {})
 
     app = Litestar(
-        route_handlers=[*route_handlers, FaultsController, ResilienceController],
+        route_handlers=[
+            *route_handlers,
+            FaultsController,
+            ResilienceController,
+            BulkheadController,
+        ],
         # Outermost first: the deadline covers what the faults inject.
         middleware=[DeadlineMiddleware(), fault_middleware_factory(ctx.faults)],
         plugins=[telemetry],

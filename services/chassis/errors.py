@@ -16,6 +16,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import get_contextvars
 
 from telemetry import get_logger
@@ -89,7 +90,12 @@ def problem_response(
     request_id = get_contextvars().get("request_id")
     if request_id:
         body["request_id"] = request_id
-    span_ctx = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    if status >= 500 and span.is_recording():
+        # The trace says why, not only "503": the problem type is the error's class.
+        span.set_attribute("error.type", type_slug or str(status))
+        span.set_status(Status(StatusCode.ERROR, detail))
+    span_ctx = span.get_span_context()
     if span_ctx.is_valid:
         body["trace_id"] = format(span_ctx.trace_id, "032x")
     if extensions:

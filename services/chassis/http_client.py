@@ -42,7 +42,6 @@ from services.chassis.resilience import (
     default_hooks,
     is_idempotent,
     register,
-    retry_on_status,
     to_header,
 )
 from telemetry import RESEND_COUNT_EXTENSION, URL_TEMPLATE_EXTENSION, InstrumentedTransport
@@ -75,9 +74,28 @@ def _retryable_exception(exc: BaseException) -> bool:
     return isinstance(exc, _RETRYABLE_EXCEPTIONS)
 
 
+# A dependency marks a 5xx answer that is its considered, final outcome (an
+# order it cancelled because *its* dependency was down) with this header:
+# asking again replays the same answer, and the dependency itself is working.
+FINAL_OUTCOME_HEADER = "redline-outcome"
+
+
+def is_final(response: httpx.Response) -> bool:
+    return bool(response.headers.get(FINAL_OUTCOME_HEADER) == "final")
+
+
 def _failed_result(result: Any) -> bool:
-    """What the breaker counts as a failed call: a 5xx (a 4xx is the caller's problem)."""
-    return isinstance(result, httpx.Response) and result.status_code >= 500
+    """What the breaker counts as a failed call: a 5xx (a 4xx is the caller's problem),
+    unless the dependency says it is its final answer."""
+    return isinstance(result, httpx.Response) and result.status_code >= 500 and not is_final(result)
+
+
+def _retry_result(result: Any) -> bool:
+    return (
+        isinstance(result, httpx.Response)
+        and result.status_code in RETRYABLE_STATUSES
+        and not is_final(result)
+    )
 
 
 @dataclass(frozen=True)
@@ -106,7 +124,7 @@ class DependencyConfig:
             base_delay=0.05,
             max_delay=0.5,
             retry_on_exception=_retryable_exception,
-            retry_on_result=retry_on_status(RETRYABLE_STATUSES),
+            retry_on_result=_retry_result,
         )
     )
     retry_budget_ratio: float = 0.2

@@ -13,6 +13,7 @@ from services.chassis import Database, ProblemError
 from services.chassis.admin import require_admin
 from services.chassis.auth import current_principal
 from services.chassis.errors import PROBLEM_JSON
+from services.chassis.http_client import FINAL_OUTCOME_HEADER
 from services.orders import store
 from services.orders.models import Order, OrderPage, PlaceOrder
 from services.orders.saga import Pauses
@@ -63,6 +64,9 @@ class OrdersController(Controller):
         service: OrderService = request.app.state.ctx.extras["orders"]
         status, body, replayed = await service.place(principal.user_id, key, data)
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        if status >= 500:
+            # The order is cancelled: a considered answer, not orders failing.
+            headers[FINAL_OUTCOME_HEADER] = "final"
         if status in (201, 202) and isinstance(body, dict) and "id" in body:
             headers["Location"] = f"/orders/{body['id']}"
         media = PROBLEM_JSON if status >= 400 else "application/json"

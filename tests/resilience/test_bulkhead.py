@@ -149,3 +149,40 @@ def test_limits_are_validated() -> None:
         Bulkhead("db", 0)
     with pytest.raises(ValueError, match="max_wait"):
         Bulkhead("db", 1, max_wait=-1.0)
+
+
+async def test_raising_the_limit_admits_waiters_at_once() -> None:
+    bulkhead = Bulkhead("db", 1, max_wait=5.0)
+    release = asyncio.Event()
+    first = asyncio.create_task(bulkhead.call(release.wait))
+    waiting = [asyncio.create_task(bulkhead.call(release.wait)) for _ in range(3)]
+    await settle()
+    assert bulkhead.snapshot().waiting == 3
+    bulkhead.resize(3)
+    await settle()
+    snap = bulkhead.snapshot()
+    assert (snap.in_flight, snap.waiting, snap.capacity) == (3, 1, 3)
+    release.set()
+    await asyncio.gather(first, *waiting)
+    assert_idle(bulkhead)
+
+
+async def test_lowering_the_limit_drains_before_admitting_anyone() -> None:
+    bulkhead = Bulkhead("db", 3, max_wait=5.0)
+    gates = [asyncio.Event() for _ in range(3)]
+    running = [asyncio.create_task(bulkhead.call(g.wait)) for g in gates]
+    await settle()
+    bulkhead.resize(1)
+    late = asyncio.create_task(bulkhead.call(asyncio.sleep, 0))
+    await settle()
+    gates[0].set()
+    await settle()
+    # Two still in flight, above the new limit of one: the waiter must wait.
+    assert bulkhead.snapshot().in_flight == 2
+    assert not late.done()
+    gates[1].set()
+    gates[2].set()
+    await asyncio.gather(*running, late)
+    assert_idle(bulkhead)
+    with pytest.raises(ValueError, match="at least 1"):
+        bulkhead.resize(0)

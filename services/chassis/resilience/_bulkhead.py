@@ -104,13 +104,15 @@ class Bulkhead:
             self._release()
 
     def _release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                # Hand the slot over: in_flight stays the same, the waiter now owns it.
-                waiter.set_result(True)
-                return
+        # Above capacity (it was just lowered): the slot is retired, not handed on.
+        if self._in_flight <= self._capacity:
+            waiters = self._waiters
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    # Hand the slot over: in_flight stays the same, the waiter now owns it.
+                    waiter.set_result(True)
+                    return
         if self._in_flight <= 0:
             raise RuntimeError(f"bulkhead {self._name!r} released more slots than it granted")
         self._in_flight -= 1
@@ -153,6 +155,27 @@ class Bulkhead:
         # Absent if _release already popped it (it skips finished waiters).
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
+
+    def resize(self, max_concurrent: int, max_wait: float | None = None) -> None:
+        """Change the limits at run time (operators, chaos experiments).
+
+        Raising the capacity hands the new slots to waiters at once; lowering
+        it lets the calls in flight finish and admits nobody until in-flight is
+        under the new limit.
+        """
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
+        if max_wait is not None and not max_wait >= 0.0:
+            raise ValueError("max_wait must be a non-negative number of seconds")
+        self._capacity = max_concurrent
+        if max_wait is not None:
+            self._max_wait = max_wait
+        waiters = self._waiters
+        while waiters and self._in_flight < self._capacity:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                self._in_flight += 1
+                waiter.set_result(True)
 
     @property
     def name(self) -> str:
