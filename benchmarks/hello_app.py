@@ -29,11 +29,6 @@ def build(variant: str) -> Litestar:
 
 
 if __name__ == "__main__":
-    import gc
-    import os
-
-    if os.environ.get("GC0"):
-        gc.set_threshold(int(os.environ["GC0"]), 10, 10)
     variant, port = sys.argv[1], int(sys.argv[2])
     uvicorn.run(
         build(variant), host="127.0.0.1", port=port, log_config=None, access_log=False, workers=1

@@ -92,6 +92,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of load per run")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="another instrumented variant with these environment variables",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit(
@@ -121,6 +128,11 @@ def main() -> None:
             },
         ),
     ]
+    for spec in args.variant:
+        # "name:KEY=VALUE,KEY=VALUE": another instrumented variant, for experiments.
+        name, _, assignments = spec.partition(":")
+        env = dict(pair.split("=", 1) for pair in assignments.split(",") if pair)
+        variants.append(Variant(name, "instrumented", {**otlp, **env}))
     devnull = subprocess.DEVNULL
     sink = subprocess.Popen(
         pinned(CLIENT_CPU, [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)]),

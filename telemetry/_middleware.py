@@ -148,7 +148,9 @@ class TelemetryMiddleware:
                     span.update_name(f"{span_name} {route}")
                     span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
-                if status >= 500:
+                # The error handler may have named the error already (a problem
+                # type, with a description): keep that, it says more than "503".
+                if status >= 500 and "error.type" not in getattr(span, "attributes", {}):
                     span.set_attribute("error.type", str(status))
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
