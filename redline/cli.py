@@ -247,10 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="send spans here (default: a local Jaeger when installed)",
     )
     up.add_argument("--scrape-interval", default="2s")
-    up.add_argument("--alert-webhook", default=None, metavar="URL",
-                    help="send Alertmanager notifications here (default: print them in this log)")
-    up.add_argument("--scrape", action="append", default=[], metavar="JOB=HOST:PORT",
-                    help="an extra Prometheus scrape job, e.g. a Locust exporter")
+    up.add_argument(
+        "--alert-webhook",
+        default=None,
+        metavar="URL",
+        help="send Alertmanager notifications here (default: print them in this log)",
+    )
+    up.add_argument(
+        "--scrape",
+        action="append",
+        default=[],
+        metavar="JOB=HOST:PORT",
+        help="an extra Prometheus scrape job, e.g. a Locust exporter",
+    )
     up.add_argument(
         "--env",
         action="append",
