@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.harness import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVER_CPU, CLIENT_CPU = "0", "1"
@@ -39,14 +41,6 @@ class Variant:
     proc: subprocess.Popen[bytes] | None = None
     rps: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ Prometheus and Alertmanager together.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,11 @@ import httpx
 from redline.cli import memory
 from redline.stack import read_state
 from services.topology import SERVICES
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_BYTES = 1.5 * 2**30
 PORTS = (*SERVICES, "postgres", "prometheus", "alertmanager", "alert-sink")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

@@ -28,7 +28,6 @@ Process-wide registries, shared by the runner and the functions it calls
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -36,6 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from redline.stack import read_state
 
 Configuration = Mapping[str, Any]
 
@@ -107,13 +108,12 @@ def state_dir(configuration: Configuration | None) -> Path:
 def stack(configuration: Configuration | None) -> StackInfo:
     """The stack as its state file says now."""
     directory = state_dir(configuration)
-    try:
-        data: dict[str, Any] = json.loads((directory / "stack.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
+    data = read_state(directory)
+    if data is None:
         raise StackNotRunning(
-            f"no running stack in {directory} ({type(exc).__name__}); start one with "
+            f"no running stack in {directory} (no readable stack.json); start one with "
             f"`redline up --state-dir {directory}` or pass --state-dir"
-        ) from None
+        )
     return StackInfo(directory, data)
 
 

@@ -199,10 +199,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_load(args: argparse.Namespace, rest: list[str]) -> int:
+def cmd_load(argv: list[str]) -> int:
     from loadtests.run import main as load_main
 
-    return int(load_main(rest))
+    return load_main(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["load"]:
-            sys.exit(cmd_load(argparse.Namespace(), argv[1:]))
+            sys.exit(cmd_load(argv[1:]))
         if argv[:1] == ["chaos"]:
             from chaos.cli import main as chaos_main
 

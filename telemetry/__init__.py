@@ -10,7 +10,6 @@ from telemetry._http_client import (
     RESEND_COUNT_EXTENSION,
     URL_TEMPLATE_EXTENSION,
     InstrumentedTransport,
-    instrumented_client,
 )
 from telemetry._logging import configure_logging, get_logger
 from telemetry._metrics import DURATION_BUCKETS, REGISTRY, exposition, register_callback_collector
@@ -45,7 +44,6 @@ __all__ = [
     "configure_logging",
     "exposition",
     "get_logger",
-    "instrumented_client",
     "operation_name",
     "query_logger",
     "register_callback_collector",

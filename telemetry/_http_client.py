@@ -102,13 +102,3 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def instrumented_client(
-    *, peer_service: str, base_url: str, timeout: float = 5.0, **kwargs: Any
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` whose requests are traced and measured."""
-    transport = InstrumentedTransport(
-        httpx.AsyncHTTPTransport(retries=0), peer_service=peer_service
-    )
-    return httpx.AsyncClient(base_url=base_url, timeout=timeout, transport=transport, **kwargs)

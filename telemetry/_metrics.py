@@ -13,7 +13,7 @@ running more instances (see README, "Why one worker per process").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 import prometheus_client
 from prometheus_client import (
@@ -130,7 +130,3 @@ def register_callback_collector(
     collector = _Callback()
     registry.register(collector)
     return collector
-
-
-def exemplar_for(trace_id: int, span_id: int) -> Mapping[str, str]:
-    return {"trace_id": format(trace_id, "032x"), "span_id": format(span_id, "016x")}

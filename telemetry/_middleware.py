@@ -30,7 +30,7 @@ from opentelemetry.util.types import AttributeValue
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from telemetry._logging import access_log
-from telemetry._metrics import KNOWN_METHODS
+from telemetry._metrics import normalize_method
 from telemetry._red import SERVER_RED
 
 ASGIApp = Callable[..., Any]
@@ -71,7 +71,7 @@ class TelemetryMiddleware:
 
         start = time.perf_counter()
         raw_method: str = scope["method"]
-        method = raw_method if raw_method in KNOWN_METHODS else "_OTHER"
+        method = normalize_method(raw_method)
 
         carrier: dict[str, str] | None = None
         request_id = user_agent = host = ""

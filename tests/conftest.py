@@ -17,7 +17,14 @@ from hypothesis import settings
 from redline.alert_sink import AlertSink
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
-from tests.harness import Platform, ServiceProcess, Stack, free_port, otel_env
+from tests.harness import (
+    PREDICTABLE_PAYMENTS,
+    Platform,
+    ServiceProcess,
+    Stack,
+    free_port,
+    otel_env,
+)
 from tests.otlp_receiver import OtlpReceiver
 
 _db_counter = itertools.count(1)
@@ -113,10 +120,7 @@ def platform(
         logs=logs_dir / f"platform-{free_port()}",
         otlp_endpoint=otlp.endpoint,
         extra_env={
-            "payments": {
-                "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
-                "REDLINE_PROCESSOR_DECLINE_RATE": "0",
-            },
+            "payments": PREDICTABLE_PAYMENTS,
             "orders": {
                 "REDLINE_SAGA_LEASE_SECONDS": "2",
                 "REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,19 +151,6 @@ class ServiceProcess:
         return httpx.Client(base_url=self.url, timeout=10)
 
 
-def run_services(*services: ServiceProcess) -> Iterator[None]:
-    """Start services in order, yield, stop them in reverse order (for fixtures)."""
-    started: list[ServiceProcess] = []
-    try:
-        for svc in services:
-            started.append(svc.start())
-        yield
-    finally:
-        for svc in reversed(started):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                svc.stop()
-
-
 def traceparent() -> tuple[str, str, str]:
     """A fresh sampled W3C traceparent and its trace and parent span ids."""
     trace_id = os.urandom(16).hex()
@@ -175,6 +162,11 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 # Argon2 at its cheapest: tests exercise the logic, not the hash's cost.
 FAST_PASSWORD_HASHING = {"REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
+# A card processor that answers at once and declines only the declining test cards.
+PREDICTABLE_PAYMENTS = {
+    "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
+    "REDLINE_PROCESSOR_DECLINE_RATE": "0",
+}
 
 
 @dataclass

@@ -13,16 +13,20 @@ import jwt
 import pytest
 
 from services.chassis.auth import AUDIENCE, DEV_SECRET, ISSUER
-from tests.harness import ServiceProcess, free_port, otel_env
-
-FAST_ARGON = {"REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
+from tests.harness import (
+    FAST_PASSWORD_HASHING,
+    PREDICTABLE_PAYMENTS,
+    ServiceProcess,
+    free_port,
+    otel_env,
+)
 
 
 @pytest.fixture(scope="module")
 def accounts(new_database: Callable[[str], str], logs_dir: Path) -> Iterator[ServiceProcess]:
     svc = ServiceProcess(
         "accounts",
-        env={"DATABASE_URL": new_database("accounts"), **FAST_ARGON, **otel_env(None)},
+        env={"DATABASE_URL": new_database("accounts"), **FAST_PASSWORD_HASHING, **otel_env(None)},
         log_path=logs_dir / f"accounts-{free_port()}.log",
     ).start()
     yield svc
@@ -35,8 +39,7 @@ def payments(new_database: Callable[[str], str], logs_dir: Path) -> Iterator[Ser
         "payments",
         env={
             "DATABASE_URL": new_database("payments"),
-            "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
-            "REDLINE_PROCESSOR_DECLINE_RATE": "0",
+            **PREDICTABLE_PAYMENTS,
             **otel_env(None),
         },
         log_path=logs_dir / f"payments-{free_port()}.log",

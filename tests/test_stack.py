@@ -14,6 +14,7 @@ import httpx
 from redline.stack import pid_alive
 from services.topology import SERVICES
 from tests.harness import (
+    FAST_PASSWORD_HASHING,
     ROOT,
     Stack,
     prom_query,
@@ -26,16 +27,13 @@ from tests.otlp_receiver import OtlpReceiver
 
 
 def test_every_service_shows_up_in_prometheus_within_30_seconds(stack: Stack) -> None:
-    ready_at = time.monotonic()
 
     def all_up() -> bool:
         up = {r["metric"]["job"]: r["value"][1] for r in prom_query(stack.prometheus, "up")}
         return all(up.get(name) == "1" for name in SERVICES)
 
     wait_until(all_up, timeout=30, interval=0.25, message="not every service was scraped")
-    first_signal = time.monotonic() - ready_at
-    # The scrape interval is 1 s in this test (2 s by default): first data comes in seconds.
-    assert first_signal < 30
+    # The 30 s budget is the wait above; benchmarks/stack_memory.py measures it.
     rules = httpx.get(f"{stack.prometheus}/api/v1/rules").json()["data"]["groups"]
     assert rules, "the alert and recording rules from alerts/ are loaded"
     targets = httpx.get(f"{stack.prometheus}/api/v1/alertmanagers").json()["data"]
@@ -143,7 +141,7 @@ def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
 def test_detach_status_then_down_stops_everything_in_reverse_order(tmp_path: Path) -> None:
     """`down` sends the stack SIGTERM: every process stops, in reverse start order."""
     s = Stack.build(tmp_path, otlp_endpoint=None)
-    env = {**os.environ, "REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
+    env = {**os.environ, **FAST_PASSWORD_HASHING}
     up = subprocess.run(
         [*s.argv(), "--detach"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
     )

@@ -26,7 +26,7 @@ from services.chassis.db import Database, ensure_database
 from services.chassis.deadlines import DeadlineMiddleware
 from services.chassis.dependencies import dependency_configs
 from services.chassis.errors import exception_handlers
-from services.chassis.faults import FaultInjector, fault_middleware_factory
+from services.chassis.faults import FaultInjector, FaultMiddleware
 from services.chassis.http_client import DependencyConfig, Downstream
 from services.chassis.pgserver import EmbeddedPostgres
 from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
@@ -142,7 +142,7 @@ def create_app(
             BulkheadController,
         ],
         # Outermost first: the deadline covers what the faults inject.
-        middleware=[DeadlineMiddleware(), fault_middleware_factory(ctx.faults)],
+        middleware=[DeadlineMiddleware(), FaultMiddleware(ctx.faults)],
         plugins=[telemetry],
         on_startup=[startup],
         on_shutdown=[shutdown],

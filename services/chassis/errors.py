@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import get_contextvars
 
+from services.chassis.resilience import CircuitOpenError, DeadlineExceeded, ResilienceError
 from telemetry import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -163,8 +164,6 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 def _resilience_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A breaker, bulkhead or deadline refusing work that was not behind the resilient client."""
-    from services.chassis.resilience import CircuitOpenError, DeadlineExceeded
-
     if isinstance(exc, DeadlineExceeded):
         return problem_response(request, status=504, detail=str(exc), type_slug="deadline-exceeded")
     retry_after = exc.retry_after if isinstance(exc, CircuitOpenError) else 1.0
@@ -178,8 +177,6 @@ def _resilience_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def exception_handlers() -> ExceptionHandlersMap:
-    from services.chassis.resilience import ResilienceError
-
     return {
         ResilienceError: _resilience_error,
         ProblemError: _problem_error,

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 
 import msgspec
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 
+from services.chassis.errors import ProblemError
 from telemetry import get_logger
 
 _log = get_logger("faults")
@@ -125,33 +129,28 @@ def _withheld(send: Any, injector: FaultInjector) -> Any:
     return withheld
 
 
-def fault_middleware_factory(injector: FaultInjector) -> Any:
-    from litestar.enums import ScopeType
-    from litestar.middleware import ASGIMiddleware
-    from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
+class FaultMiddleware(ASGIMiddleware):
+    """Applies the injector's faults to every request but the operators' own paths."""
 
-    from services.chassis.errors import ProblemError
+    scopes = (ScopeType.HTTP,)
 
-    class FaultMiddleware(ASGIMiddleware):
-        scopes = (ScopeType.HTTP,)
+    def __init__(self, injector: FaultInjector) -> None:
+        self.injector = injector
 
-        async def handle(
-            self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp
-        ) -> None:
-            if injector.faults and not scope["path"].startswith(PROTECTED_PREFIXES):
-                http_scope = cast("HTTPScope", scope)
-                verdict = await injector.apply(
-                    http_scope["method"], http_scope.get("path_template", "")
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        injector = self.injector
+        if injector.faults and not scope["path"].startswith(PROTECTED_PREFIXES):
+            http_scope = cast("HTTPScope", scope)
+            verdict = await injector.apply(
+                http_scope["method"], http_scope.get("path_template", "")
+            )
+            if verdict.status is not None:
+                raise ProblemError(
+                    "Injected fault (chaos experiment).",
+                    status=verdict.status,
+                    type_slug="injected-fault",
                 )
-                if verdict.status is not None:
-                    raise ProblemError(
-                        "Injected fault (chaos experiment).",
-                        status=verdict.status,
-                        type_slug="injected-fault",
-                    )
-                if verdict.withhold_response:
-                    await next_app(scope, receive, _withheld(send, injector))
-                    return
-            await next_app(scope, receive, send)
-
-    return FaultMiddleware()
+            if verdict.withhold_response:
+                await next_app(scope, receive, _withheld(send, injector))
+                return
+        await next_app(scope, receive, send)

@@ -57,10 +57,9 @@ async def forward(
 
 def _relay(response: httpx.Response, service: str) -> Response[bytes]:
     status = response.status_code
-    if status in (503, 504):
-        # Already a problem the client can act on; keep its Retry-After.
-        pass
-    elif status >= 500:
+    # A 503 or 504 is already a problem the client can act on (with its
+    # Retry-After); any other 5xx is the service failing.
+    if status >= 500 and status not in (503, 504):
         raise BadGateway(
             f"The {service} service failed ({status}).", dependency=service, upstream_status=status
         )

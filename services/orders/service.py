@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -159,8 +158,10 @@ class OrderService:
         """Finish sagas whose driver died (this process before a restart, or another)."""
         await self.db.ready.wait()
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 await self._recover_once()
+            except Exception as exc:  # keep recovering; say why this round failed
+                _log.error("saga recovery round failed", exc_info=exc)
             await asyncio.sleep(interval)
 
     async def _recover_once(self) -> None:

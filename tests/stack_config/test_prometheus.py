@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ import yaml
 
 from services.topology import SERVICES
 from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
+from tests.harness import free_port
 from tests.stack_config.stack import (
     PROMETHEUS_DOCKER_CONFIG,
     REPO,
@@ -36,12 +36,6 @@ groups:
         labels: {severity: ticket}
         annotations: {summary: smoke}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def promtool_check_config(path: Path) -> subprocess.CompletedProcess[str]:
