@@ -49,7 +49,13 @@ def main() -> None:
         t = time.process_time()
         for _ in range(N):
             fast.write(
-                {**FIELDS, "request_id": "0123456789abcdef0123456789abcdef"},
+                "GET",
+                "/products/{product_id}",
+                "/products/7",
+                200,
+                0.412,
+                "127.0.0.1:50312",
+                "0123456789abcdef0123456789abcdef",
                 0x0AF7651916CD43DD8448EB211C80319C,
                 0xB7AD6B7169203331,
             )

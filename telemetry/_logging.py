@@ -120,11 +120,11 @@ class Stamp:
     """
 
     def __init__(self, fields: Mapping[str, str]) -> None:
-        self._fields = tuple(fields.items())
+        self.fields = tuple(fields.items())
         self._second = -1
         self._prefix = ""
 
-    def _timestamp(self) -> str:
+    def timestamp(self) -> str:
         now = time.time()
         second = int(now)
         if second != self._second:
@@ -134,8 +134,8 @@ class Stamp:
 
     def stamp(self, event_dict: EventDict, level: str) -> EventDict:
         event_dict["level"] = level
-        event_dict["timestamp"] = self._timestamp()
-        for key, value in self._fields:
+        event_dict["timestamp"] = self.timestamp()
+        for key, value in self.fields:
             if key not in event_dict:
                 event_dict[key] = value
         return event_dict
@@ -150,25 +150,50 @@ class AccessLog:
 
     Rendered by the pipeline's own ``Stamp`` and JSON encoder but without
     structlog's per-call machinery (context copy, contextvar merge, redaction
-    of fields that are never secret): 8.5 µs per line through a bound structlog
-    logger, 4.1 µs here (benchmarks/log_line.py).
+    of fields that are never secret), building the line's dict once in its
+    final key order: 11.0 µs per line through a bound structlog logger,
+    about 2 µs here (benchmarks/log_line.py).
     """
 
     def __init__(self, stamp: Stamp, out: Any, enabled: bool) -> None:
         self._stamp = stamp
+        self._static = dict(stamp.fields)
         self._write = out.write
         self._flush = out.flush
         self.enabled = enabled
 
-    def write(self, fields: dict[str, Any], trace_id: int, span_id: int) -> None:
+    def write(
+        self,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        duration_ms: float,
+        client: str | None,
+        request_id: str,
+        trace_id: int,
+        span_id: int,
+    ) -> None:
         if not self.enabled:
             return
-        event = {"logger": "access", **fields, "event": "request"}
-        self._stamp.stamp(event, "info")
+        event: dict[str, Any] = {
+            "logger": "access",
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "client": client,
+            "request_id": request_id,
+            "event": "request",
+            "level": "info",
+            "timestamp": self._stamp.timestamp(),
+            **self._static,
+        }
         if trace_id:
             event["trace_id"] = format(trace_id, "032x")
             event["span_id"] = format(span_id, "016x")
-        self._write(orjson.dumps(event, default=str) + b"\n")
+        self._write(orjson.dumps(event, default=str, option=orjson.OPT_APPEND_NEWLINE))
         self._flush()
 
 
@@ -186,10 +211,11 @@ class FdWriter:
         self._fd = fd
 
     def write(self, data: bytes) -> int:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        written = os.write(self._fd, data)
+        if written < len(data):  # a full pipe takes part of a line; send the rest
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._fd, view) :]
         return len(data)
 
     def flush(self) -> None:

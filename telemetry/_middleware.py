@@ -32,6 +32,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from telemetry._logging import access_log
 from telemetry._metrics import normalize_method
 from telemetry._red import SERVER_RED
+from telemetry._unsampled import UnsampledShortcut
 
 ASGIApp = Callable[..., Any]
 
@@ -61,6 +62,7 @@ class TelemetryMiddleware:
         # logging: a tracer fetched at import time would be a proxy (~1 µs per
         # span), a logger fetched then would not write JSON.
         self._tracer = trace.get_tracer("telemetry.server")
+        self._unsampled = UnsampledShortcut.for_provider(trace.get_tracer_provider())
         self._access_log = access_log()
         self._red = SERVER_RED
 
@@ -92,7 +94,11 @@ class TelemetryMiddleware:
         span_name = "HTTP" if method == "_OTHER" else method
         # No attributes at start: the samplers in use do not read them, and an
         # unsampled request (most of them, at 10 %) should not pay to build them.
-        span = self._tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
+        span: trace.Span | None = (
+            self._unsampled.span(parent) if self._unsampled is not None else None
+        )
+        if span is None:
+            span = self._tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
         recording = span.is_recording()
         client = scope.get("client")
         if recording:
@@ -164,15 +170,13 @@ class TelemetryMiddleware:
             else:
                 series.observe(duration)
             self._access_log.write(
-                {
-                    "method": raw_method,
-                    "route": route_label,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 3),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                    "request_id": request_id,
-                },
+                raw_method,
+                route_label,
+                scope["path"],
+                status,
+                round(duration * 1000, 3),
+                f"{client[0]}:{client[1]}" if client else None,
+                request_id,
                 ctx.trace_id,
                 ctx.span_id,
             )

@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
+from telemetry._unsampled import PresetIdGenerator
+
 INSTANCE_ID = str(uuid.uuid4())
 
 
@@ -106,6 +108,8 @@ def configure_tracing(
     provider = TracerProvider(
         resource=build_resource(settings, env),
         sampler=build_sampler(settings, env),
+        # Random ids, plus the hand-over the unsampled-span shortcut needs.
+        id_generator=PresetIdGenerator(),
     )
     if not disabled:
         exporter = build_exporter(env)
