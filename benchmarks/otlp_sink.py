@@ -12,6 +12,10 @@ REPLY = ExportTraceServiceResponse().SerializeToString()
 
 
 class Sink(BaseHTTPRequestHandler):
+    # Keep-alive, as the Collector's OTLP/HTTP receiver does: an HTTP/1.0 sink
+    # would make the exporter connect anew for every batch.
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args: Any) -> None:
         pass
 

@@ -22,6 +22,7 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from telemetry._metrics import REGISTRY
@@ -71,6 +72,10 @@ def _len_delimited(field: int, payload: bytes) -> bytes:
 
 def _string(field: int, value: str) -> bytes:
     return _len_delimited(field, value.encode("utf-8")) if value else b""
+
+
+# Field 6; SDK INTERNAL=0 ..., proto UNSPECIFIED=0, INTERNAL=1 ...
+_KINDS = {kind: b"\x30" + _varint(kind.value + 1) for kind in SpanKind}
 
 
 def _any_value(value: Any) -> bytes:
@@ -130,9 +135,35 @@ def _attributes(field: int, attributes: Mapping[str, Any] | None) -> bytes:
     return b"".join(parts)
 
 
-def _flags(parent: Any) -> bytes:
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    return b"\x85\x01" + _pack_fixed32(flags)  # field 16, fixed32
+# Field 16 (fixed32) for a local and for a remote parent.
+_FLAGS_LOCAL = b"\x85\x01" + _pack_fixed32(_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _pack_fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
+
+# Span names (route templates) and statuses repeat: their encodings are cached.
+_name_cache: dict[str, bytes] = {}
+_status_cache: dict[tuple[int, str | None], bytes] = {}
+
+
+def _name(name: str) -> bytes:
+    encoded = _name_cache.get(name)
+    if encoded is None:
+        encoded = _string(5, name)
+        if len(_name_cache) < _KV_CACHE_MAX:
+            _name_cache[name] = encoded
+    return encoded
+
+
+def _status(code: int, description: str | None) -> bytes:
+    key = (code, description)
+    encoded = _status_cache.get(key)
+    if encoded is None:
+        body = _string(2, description or "")
+        if code:
+            body += b"\x18" + _varint(code)
+        encoded = _len_delimited(15, body)
+        if len(_status_cache) < _KV_CACHE_MAX:
+            _status_cache[key] = encoded
+    return encoded
 
 
 def encode_span(span: ReadableSpan) -> bytes:
@@ -147,9 +178,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     parent = span.parent
     if parent is not None:
         out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    out.append(_string(5, span.name))
-    kind = span.kind.value + 1  # SDK INTERNAL=0 ... ; proto UNSPECIFIED=0, INTERNAL=1 ...
-    out.append(b"\x30" + _varint(kind))
+    out.append(_name(span.name))
+    out.append(_KINDS[span.kind])
     if span.start_time:
         out.append(b"\x39" + _pack_fixed64(span.start_time))
     if span.end_time:
@@ -183,11 +213,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     if span.dropped_links:
         out.append(b"\x70" + _varint(span.dropped_links))
     status = span.status
-    status_body = _string(2, status.description or "")
-    if status.status_code.value:
-        status_body += b"\x18" + _varint(status.status_code.value)
-    out.append(_len_delimited(15, status_body))
-    out.append(_flags(parent))
+    out.append(_status(status.status_code.value, status.description))
+    out.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(out)
 
 
