@@ -31,8 +31,11 @@ fmt: install  ## Format the code
 	$(RUN)/ruff format .
 	$(RUN)/ruff check --fix .
 
+# The benchmarks also count instructions under valgrind; the tests do not need it.
+bench: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
 bench: install system-deps  ## Run the benchmarks (prints numbers; takes minutes)
 	$(RUN)/python benchmarks/instrumentation_overhead.py
+	$(RUN)/python benchmarks/instruction_counts.py
 	$(RUN)/python benchmarks/resilience_bench.py
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON

@@ -92,16 +92,14 @@ class TelemetryMiddleware:
 
         parent = propagate.extract(carrier) if carrier else None
         span_name = "HTTP" if method == "_OTHER" else method
-        # No attributes at start: the samplers in use do not read them, and an
-        # unsampled request (most of them, at 10 %) should not pay to build them.
+        client = scope.get("client")
+        # Most requests are not sampled (nine in ten at 10 %): the shortcut makes
+        # their span without building attributes nobody will read.
         span: trace.Span | None = (
             self._unsampled.span(parent) if self._unsampled is not None else None
         )
         if span is None:
-            span = self._tracer.start_span(span_name, context=parent, kind=SpanKind.SERVER)
-        recording = span.is_recording()
-        client = scope.get("client")
-        if recording:
+            # Given at creation, as the semantic conventions ask, so a sampler can read them.
             attributes: dict[str, AttributeValue] = {
                 "http.request.method": method,
                 "url.path": scope["path"],
@@ -119,7 +117,10 @@ class TelemetryMiddleware:
                 attributes["client.address"] = client[0]
             if user_agent:
                 attributes["user_agent.original"] = user_agent
-            span.set_attributes(attributes)
+            span = self._tracer.start_span(
+                span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+            )
+        recording = span.is_recording()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         log_tokens = bind_contextvars(request_id=request_id)
         active = self._red.active
@@ -152,8 +153,9 @@ class TelemetryMiddleware:
             if recording:
                 if route:
                     span.update_name(f"{span_name} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                    span.set_attributes({"http.route": route, "http.response.status_code": status})
+                else:
+                    span.set_attribute("http.response.status_code", status)
                 # The error handler may have named the error already (a problem
                 # type, with a description): keep that, it says more than "503".
                 if status >= 500 and "error.type" not in getattr(span, "attributes", {}):
@@ -174,7 +176,7 @@ class TelemetryMiddleware:
                 route_label,
                 scope["path"],
                 status,
-                round(duration * 1000, 3),
+                round(duration * 1e6) / 1000,  # ms to the µs; round(x, 3) costs 3× more
                 f"{client[0]}:{client[1]}" if client else None,
                 request_id,
                 ctx.trace_id,
