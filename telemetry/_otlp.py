@@ -103,7 +103,8 @@ def _key_value(key: str, value: Any) -> bytes:
     return _string(1, key) + _len_delimited(2, _any_value(value))
 
 
-_kv_cache: dict[tuple[str, type, Any], bytes] = {}
+# Keyed by field too: the same pair is field 9 in a span, 3 in an event, 1 in a resource.
+_kv_cache: dict[tuple[int, str, type, Any], bytes] = {}
 _KV_CACHE_MAX = 4096
 
 
@@ -120,7 +121,7 @@ def _attributes(field: int, attributes: Mapping[str, Any] | None) -> bytes:
     for key, value in plain.items():
         t = type(value)
         if t is str or t is int or t is bool:
-            ck = (key, t, value)
+            ck = (field, key, t, value)
             encoded = cache.get(ck)
             if encoded is None:
                 encoded = _len_delimited(field, _key_value(key, value))

@@ -79,3 +79,20 @@ def test_hand_written_encoding_parses_to_the_stock_message() -> None:
 
 def test_empty_batch_is_an_empty_request() -> None:
     assert encode_export_request([]) == b""
+
+
+def test_a_pair_cached_for_one_field_is_not_reused_for_another() -> None:
+    # The same key and value as a resource, span, event and link attribute.
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"flag": True, "k": "v"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True)
+    span = provider.get_tracer("t").start_span(
+        "s", attributes={"flag": True, "k": "v"}, links=[Link(remote, {"k": "v"})]
+    )
+    span.add_event("e", {"flag": True, "k": "v"})
+    span.end()
+    spans = list(memory.get_finished_spans())
+    for _ in range(2):  # the second time, every pair comes from the cache
+        parsed = ExportTraceServiceRequest.FromString(encode_export_request(spans))
+        assert parsed == encode_spans(spans)
