@@ -11,7 +11,7 @@ from telemetry._http_client import (
     URL_TEMPLATE_EXTENSION,
     InstrumentedTransport,
 )
-from telemetry._logging import configure_logging, get_logger
+from telemetry._logging import configure_logging, current_request_id, get_logger
 from telemetry._metrics import DURATION_BUCKETS, REGISTRY, exposition, register_callback_collector
 from telemetry._plugin import (
     HEALTH_PATH,
@@ -42,6 +42,7 @@ __all__ = [
     "TelemetryConfig",
     "TelemetryPlugin",
     "configure_logging",
+    "current_request_id",
     "exposition",
     "get_logger",
     "operation_name",

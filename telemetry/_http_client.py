@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from structlog.contextvars import get_contextvars
 
+from telemetry._logging import current_request_id
 from telemetry._metrics import HTTP_CLIENT_ACTIVE, HTTP_CLIENT_DURATION, normalize_method
 
 # Set by callers in request.extensions to name the span by template, not raw URL.
@@ -57,7 +57,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         ctx = trace.set_span_in_context(span)
         propagate.inject(request.headers, context=ctx)
-        request_id = get_contextvars().get("request_id")
+        request_id = current_request_id()
         if request_id and "x-request-id" not in request.headers:
             request.headers["x-request-id"] = request_id
 

@@ -27,16 +27,16 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
-from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from telemetry._logging import access_log
+from telemetry._logging import REQUEST_ID, access_log
 from telemetry._metrics import normalize_method
 from telemetry._red import SERVER_RED
-from telemetry._unsampled import UnsampledShortcut
+from telemetry._server_span import ServerSpan, ServerSpans
 
 ASGIApp = Callable[..., Any]
 
 UNMATCHED_ROUTE = "unmatched"
+TRACER_NAME = "telemetry.server"
 REQUEST_ID_HEADER = b"x-request-id"
 _random_bits = random.getrandbits
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -54,6 +54,35 @@ def valid_request_id(value: str | None) -> str:
     return f"{_random_bits(128):032x}"
 
 
+def _request_attributes(
+    scope: dict[str, Any],
+    method: str,
+    raw_method: str,
+    host: str,
+    client: tuple[str, int] | None,
+    user_agent: str,
+) -> dict[str, AttributeValue]:
+    """The server span's semantic-convention attributes known before the app runs."""
+    attributes: dict[str, AttributeValue] = {
+        "http.request.method": method,
+        "url.path": scope["path"],
+        "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
+    }
+    if method == "_OTHER":
+        attributes["http.request.method_original"] = raw_method
+    if host:
+        hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        attributes["server.address"] = hostname or host
+        if port.isdigit():
+            attributes["server.port"] = int(port)
+    if client:
+        attributes["client.address"] = client[0]
+    if user_agent:
+        attributes["user_agent.original"] = user_agent
+    return attributes
+
+
 class TelemetryMiddleware:
     def __init__(self, app: ASGIApp, *, excluded_paths: Collection[str]) -> None:
         self.app = app
@@ -61,8 +90,9 @@ class TelemetryMiddleware:
         # Both built at start-up, after the plugin configured tracing and
         # logging: a tracer fetched at import time would be a proxy (~1 µs per
         # span), a logger fetched then would not write JSON.
-        self._tracer = trace.get_tracer("telemetry.server")
-        self._unsampled = UnsampledShortcut.for_provider(trace.get_tracer_provider())
+        self._tracer = trace.get_tracer(TRACER_NAME)
+        # None when the SDK must make every span (see telemetry/_server_span.py).
+        self._spans = ServerSpans.for_tracer(self._tracer, TRACER_NAME)
         self._access_log = access_log()
         self._red = SERVER_RED
 
@@ -93,36 +123,26 @@ class TelemetryMiddleware:
         parent = propagate.extract(carrier) if carrier else None
         span_name = "HTTP" if method == "_OTHER" else method
         client = scope.get("client")
-        # Most requests are not sampled (nine in ten at 10 %): the shortcut makes
-        # their span without building attributes nobody will read.
-        span: trace.Span | None = (
-            self._unsampled.span(parent) if self._unsampled is not None else None
-        )
-        if span is None:
+        span: trace.Span
+        if self._spans is not None:
+            span = self._spans.span(span_name, parent)
+            # Attributes only for a span that records them (one in ten at 10 %).
+            if isinstance(span, ServerSpan):
+                span.start(
+                    _request_attributes(scope, method, raw_method, host, client, user_agent),
+                    parent,
+                )
+        else:
             # Given at creation, as the semantic conventions ask, so a sampler can read them.
-            attributes: dict[str, AttributeValue] = {
-                "http.request.method": method,
-                "url.path": scope["path"],
-                "url.scheme": scope.get("scheme", "http"),
-                "network.protocol.version": scope.get("http_version", "1.1"),
-            }
-            if method == "_OTHER":
-                attributes["http.request.method_original"] = raw_method
-            if host:
-                hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-                attributes["server.address"] = hostname or host
-                if port.isdigit():
-                    attributes["server.port"] = int(port)
-            if client:
-                attributes["client.address"] = client[0]
-            if user_agent:
-                attributes["user_agent.original"] = user_agent
             span = self._tracer.start_span(
-                span_name, context=parent, kind=SpanKind.SERVER, attributes=attributes
+                span_name,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=_request_attributes(scope, method, raw_method, host, client, user_agent),
             )
         recording = span.is_recording()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        log_tokens = bind_contextvars(request_id=request_id)
+        request_id_token = REQUEST_ID.set(request_id)
         active = self._red.active
         active[method] = active.get(method, 0) + 1
 
@@ -182,5 +202,5 @@ class TelemetryMiddleware:
                 ctx.trace_id,
                 ctx.span_id,
             )
-            reset_contextvars(**log_tokens)
+            REQUEST_ID.reset(request_id_token)
             otel_context.detach(token)

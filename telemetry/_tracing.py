@@ -25,8 +25,6 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-from telemetry._unsampled import PresetIdGenerator
-
 INSTANCE_ID = str(uuid.uuid4())
 
 
@@ -108,8 +106,6 @@ def configure_tracing(
     provider = TracerProvider(
         resource=build_resource(settings, env),
         sampler=build_sampler(settings, env),
-        # Random ids, plus the hand-over the unsampled-span shortcut needs.
-        id_generator=PresetIdGenerator(),
     )
     if not disabled:
         exporter = build_exporter(env)

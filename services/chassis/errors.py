@@ -17,10 +17,9 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from structlog.contextvars import get_contextvars
 
 from services.chassis.resilience import CircuitOpenError, DeadlineExceeded, ResilienceError
-from telemetry import get_logger
+from telemetry import current_request_id, get_logger
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://redline.dev/problems/"
@@ -88,7 +87,7 @@ def problem_response(
         "detail": detail,
         "instance": request.url.path,
     }
-    request_id = get_contextvars().get("request_id")
+    request_id = current_request_id()
     if request_id:
         body["request_id"] = request_id
     span = trace.get_current_span()
