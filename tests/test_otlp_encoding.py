@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+import requests
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -12,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.trace.span import SpanContext, TraceFlags, TraceState
 
-from telemetry._otlp import encode_export_request
+from telemetry._otlp import EnvironmentOnceSession, encode_export_request
 
 
 def _spans() -> list[ReadableSpan]:
@@ -96,3 +98,73 @@ def test_a_pair_cached_for_one_field_is_not_reused_for_another() -> None:
     for _ in range(2):  # the second time, every pair comes from the cache
         parsed = ExportTraceServiceRequest.FromString(encode_export_request(spans))
         assert parsed == encode_spans(spans)
+
+
+def _merge_args(with_proxies: bool) -> tuple[dict[str, str] | None, bool | None, bool | None, None]:
+    """proxies, stream, verify and cert as the exporter's requests pass them."""
+    return ({}, None, None, None) if with_proxies else (None, True, True, None)
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "localhost"},
+        {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "collector.internal,127.0.0.1"},
+        {"REQUESTS_CA_BUNDLE": "/etc/ssl/bundle.pem"},
+        {"CURL_CA_BUNDLE": "/etc/ssl/curl.pem"},
+    ],
+    ids=["none", "proxy", "proxy bypassed", "requests bundle", "curl bundle"],
+)
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:4318/v1/traces", "https://collector.internal/v1/traces"]
+)
+@pytest.mark.parametrize("session_verify", [True, "/etc/otel/ca.pem"])
+def test_the_exporter_session_merges_the_environment_as_requests_does(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+    url: str,
+    session_verify: bool | str,
+) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    ours, stock = EnvironmentOnceSession(), requests.Session()
+    for session in (ours, stock):
+        session.verify = session_verify
+    for _ in range(2):  # the second answer comes from what was read the first time
+        # Fresh arguments for every call: requests fills the proxies dict it is given.
+        for with_proxies in (True, False):
+            expected = stock.merge_environment_settings(url, *_merge_args(with_proxies))
+            assert ours.merge_environment_settings(url, *_merge_args(with_proxies)) == expected
+
+
+def test_the_exporter_uses_it_unless_a_credential_provider_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from telemetry._otlp import FastOTLPSpanExporter
+
+    monkeypatch.delenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER", raising=False)
+    monkeypatch.delenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", raising=False)
+
+    def session(exporter: FastOTLPSpanExporter) -> object:
+        return exporter._client._transport._session  # type: ignore[attr-defined]  # no public way
+
+    assert isinstance(session(FastOTLPSpanExporter()), EnvironmentOnceSession)
+    given = requests.Session()
+    assert session(FastOTLPSpanExporter(session=given)) is given
+    monkeypatch.setenv("OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER", "missing")
+    with pytest.raises(RuntimeError):  # the stock exporter went to load the named provider
+        FastOTLPSpanExporter()
