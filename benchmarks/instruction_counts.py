@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from _report import SAMPLED_10, SAMPLED_100, otlp_env
 
 from tests.harness import free_port, wait_until
 
@@ -94,22 +95,18 @@ def main() -> None:
             raise SystemExit(f"benchmark: {tool} is not installed (Debian package {package})")
 
     sink_port = free_port()
-    otlp = {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-    }
+    otlp = otlp_env(sink_port)
     variants = [
         ("plain", "plain", {}),
         (
             "instrumented, 100% sampled",
             "instrumented",
-            {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+            SAMPLED_100,
         ),
         (
             "instrumented, 10% sampled",
             "instrumented",
-            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+            SAMPLED_10,
         ),
         (
             "instrumented, 0% sampled",

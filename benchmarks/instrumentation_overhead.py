@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _report import SAMPLED_10, SAMPLED_100, otlp_env
 
 from tests.harness import free_port
 
@@ -100,26 +101,18 @@ def main() -> None:
         )
 
     sink_port = free_port()
-    otlp = {
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-    }
+    otlp = otlp_env(sink_port)
     variants = [
         Variant("plain", "plain"),
         Variant(
             "instrumented, 100% sampled",
             "instrumented",
-            {**otlp, "OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+            {**otlp, **SAMPLED_100},
         ),
         Variant(
             "instrumented, 10% sampled",
             "instrumented",
-            {
-                **otlp,
-                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                "OTEL_TRACES_SAMPLER_ARG": "0.1",
-            },
+            {**otlp, **SAMPLED_10},
         ),
     ]
     for spec in args.variant:

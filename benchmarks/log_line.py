@@ -9,10 +9,10 @@ timed in one process, interleaved, medians.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import structlog
+from _report import print_ratio_table
 from structlog.contextvars import bind_contextvars
 
 from telemetry._logging import FdWriter, access_log, configure_logging
@@ -65,12 +65,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         results["structlog bound logger"].append(structlog_line())
         results["AccessLog"].append(access_line())
-    base = statistics.median(results["structlog bound logger"])
-    print("| one access line to /dev/null | µs | ratio |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:.2f} | {med / base:.2f}× |")
+    print_ratio_table("one access line to /dev/null", "µs", results)
 
 
 if __name__ == "__main__":

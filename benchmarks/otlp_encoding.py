@@ -8,9 +8,9 @@ bytes by each, interleaved, medians of CPU time per span.
 
 from __future__ import annotations
 
-import statistics
 import time
 
+from _report import print_ratio_table
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import SpanKind
@@ -63,12 +63,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         results["stock (opentelemetry-exporter-otlp-proto-common)"].append(per_span(stock, batch))
         results["telemetry/_otlp.py"].append(per_span(encode_export_request, batch))
-    base = statistics.median(results["stock (opentelemetry-exporter-otlp-proto-common)"])
-    print("| OTLP encoding of a server span | µs CPU per span | ratio |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:.1f} | {med / base:.2f}× |")
+    print_ratio_table("OTLP encoding of a server span", "µs CPU per span", results)
 
 
 if __name__ == "__main__":

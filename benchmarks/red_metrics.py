@@ -8,9 +8,9 @@ middleware does per request, timed in one process, interleaved, medians.
 
 from __future__ import annotations
 
-import statistics
 import time
 
+from _report import print_ratio_table
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from telemetry._metrics import DURATION_BUCKETS
@@ -53,12 +53,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         results["prometheus-client"].append(stock())
         results["telemetry/_red.py"].append(ours())
-    base = statistics.median(results["prometheus-client"])
-    print("| per request (observe with exemplar + in-flight inc/dec) | µs | ratio |")
-    print("|---|---:|---:|")
-    for name, values in results.items():
-        med = statistics.median(values)
-        print(f"| {name} | {med:.2f} | {med / base:.2f}× |")
+    print_ratio_table("per request (observe with exemplar + in-flight inc/dec)", "µs", results)
 
 
 if __name__ == "__main__":

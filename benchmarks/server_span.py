@@ -10,10 +10,10 @@ requests in ten) and sampled. Interleaved rounds, medians, in one process.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 
+from _report import print_ratio_table
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import DEFAULT_OFF, DEFAULT_ON, Sampler
@@ -84,12 +84,8 @@ def main() -> None:
         for _ in range(ROUNDS):
             for name, fn in candidates.items():
                 results[name].append(per_call(fn))
-        base = statistics.median(results["SDK start_span + Span"])
-        print(f"\n| {label} server span | µs CPU | ratio |")
-        print("|---|---:|---:|")
-        for name, values in results.items():
-            med = statistics.median(values)
-            print(f"| {name} | {med:.2f} | {med / base:.2f}× |")
+        print()
+        print_ratio_table(f"{label} server span", "µs CPU", results)
 
 
 if __name__ == "__main__":
