@@ -255,9 +255,12 @@ def breaker_reaches(
     """Wait for the breaker to be in ``state``; ``seconds`` from the mark (None: it never was)."""
     started = time.time()
     seen: list[str] = []
+    first: dict[str, int] | None = None
     for _ in _poll(within, 0.1):
         snap = _named(resilience(service, configuration)["circuit_breakers"], breaker)
         current = snap["state"]
+        if first is None:
+            first = snap["transitions_total"]
         if not seen or seen[-1] != current:
             seen.append(current)
         if current == state:
@@ -265,10 +268,17 @@ def breaker_reaches(
                 "state": current,
                 "seconds": _seconds_since(since_mark, started),
                 "path": seen,
+                # The breaker's own count: a half-open phase shorter than the
+                # polling interval is missing from "path" but not from here.
+                "transitions": _delta(first, snap["transitions_total"]),
                 "failure_rate": snap["failure_rate"],
                 "slow_call_rate": snap["slow_call_rate"],
             }
     return {"state": seen[-1] if seen else None, "seconds": None, "path": seen, "waited": within}
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0)}
 
 
 def breakers_closed(

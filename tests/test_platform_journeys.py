@@ -179,7 +179,14 @@ def test_declined_payment_is_402_and_releases_the_stock(platform: Platform, user
 def test_lost_payment_response_does_not_charge_twice(platform: Platform, user: User) -> None:
     """The charge commits, its answer is lost (orders times out), the saga asks again."""
     payments = platform["payments"].url
-    before = httpx.get(f"{payments}/charges/ledger").json()
+
+    def replays() -> float:
+        metrics = httpx.get(f"{payments}/metrics").text
+        line = 'payments_total{operation="charge",outcome="replayed"} '
+        found = [ln for ln in metrics.splitlines() if ln.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    replays_before = replays()
     lost = {"faults": [{"route": "/charges", "method": "POST", "hang_response": True, "limit": 1}]}
     assert (
         httpx.put(f"{payments}/admin/faults", json=lost, headers=ADMIN_HEADERS).status_code == 200
@@ -189,10 +196,12 @@ def test_lost_payment_response_does_not_charge_twice(platform: Platform, user: U
     finally:
         httpx.delete(f"{payments}/admin/faults", headers=ADMIN_HEADERS)
     assert r.status_code == 201, r.text
-    after = httpx.get(f"{payments}/charges/ledger").json()
-    assert after.get("charged_count", 0) == before.get("charged_count", 0) + 1
-    metrics = httpx.get(f"{payments}/metrics").text
-    assert 'payments_total{operation="charge",outcome="replayed"}' in metrics
+    # One payment row per order (the primary key), charged once: the second
+    # attempt was answered from the first. The ledger is shared with sagas of
+    # earlier tests that may still be compensating, so it is checked per order.
+    payment = httpx.get(f"{payments}/charges/{r.json()['id']}").json()
+    assert payment["status"] == "charged"
+    assert replays() >= replays_before + 1  # other sagas may replay too
 
 
 def test_payments_down_cancels_orders_and_catalog_keeps_working(

@@ -62,7 +62,7 @@ def test_slow_payments_are_capped_by_the_bulkhead_and_orders_fail_fast(
     assert out["breaker-opens-on-the-timeouts"]["state"] == "open"
     assert out["orders-fail-fast-p99-ms"] < 1000, "well under the 2 s attempt timeout"
     assert out["catalog-error-ratio-unaffected"] == 0
-    assert "half_open" in out["breaker-closes-through-half-open"]["path"]
+    assert out["breaker-closes-through-half-open"]["transitions"].get("half_open->closed", 0) >= 1
     assert_no_order_lost_or_doubled(out["every-order-accounted-for"])
     assert_no_order_lost_or_doubled(out["every-burst-order-accounted-for"])
     assert_books_balance(out)
