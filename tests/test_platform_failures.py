@@ -95,6 +95,56 @@ def test_orders_killed_mid_saga_finishes_every_order_after_restart(
     assert "saga_recoveries_total" in metrics
 
 
+def test_a_live_saga_outlasting_its_lease_is_not_taken_over_by_its_own_process(
+    platform: Platform, user: User, stock_total: int
+) -> None:
+    """Recovery is for sagas whose driver died, not for one that is slow.
+
+    The platform's lease is 2 s and recovery runs every 0.5 s. A saga held
+    after recording "charging" for three leases must still be its own: were
+    the recovery loop to lease it (same process, same owner) both would drive
+    the order, and one could refund what the other confirms (seen once in
+    test_lost_payment_response_does_not_charge_twice). Held that long, the
+    request's deadline is gone, so the live saga itself gives up the charge.
+    """
+    orders = platform["orders"]
+    pauses = f"{orders.url}/admin/saga/pauses"
+    assert httpx.put(pauses, json={"after": ["charging"]}, headers=ADMIN_HEADERS).status_code == 200
+    answer: dict[str, httpx.Response] = {}
+    client = threading.Thread(target=lambda: answer.setdefault("r", place(platform, user, 31)))
+    client.start()
+    try:
+        wait_until(
+            lambda: (
+                '"event":"saga paused"' in orders.log_path.read_text()
+                and "charging" in orders.tail(5)
+            ),
+            message="the saga never reached the pause",
+        )
+        time.sleep(6.0)  # the point of the test: three leases, a dozen recovery rounds
+    finally:
+        assert httpx.delete(pauses, headers=ADMIN_HEADERS).status_code == 200
+        client.join(timeout=15)
+    # The gateway's budget may have answered the client already (504); the
+    # order's own state is what counts.
+
+    def finished() -> dict[str, Any] | None:
+        page = httpx.get(f"{platform.gateway}/api/v1/orders", headers=user.headers).json()["items"]
+        return None if any(o["status"] == "pending" for o in page) else page[0]
+
+    latest = wait_until(finished, timeout=30, message="the order stayed pending")
+    assert latest["items"][0]["product_id"] == 31
+    order_id = latest["id"]
+    # Its own driver decided, out of time, and undid what it may have started
+    # (recovery may finish an undo the driver left for later: that is its job).
+    # Taken over while live, the order would read "interrupted".
+    assert (latest["status"], latest["reason"]) == ("cancelled", "payment_unavailable"), latest
+    charge = httpx.get(f"{platform['payments'].url}/charges/{order_id}")
+    assert charge.status_code == 404 or charge.json()["status"] in ("voided", "refunded")
+    assert answer["r"].status_code in (503, 504)
+    assert total_stock(platform) == stock_total
+
+
 def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
     platform: Platform,
 ) -> None:

@@ -126,6 +126,11 @@ class Saga:
     owner: str
     lease_seconds: float
     pauses: Pauses = field(default_factory=Pauses)
+    # Orders this process is driving right now. Its recovery loop must leave
+    # them alone: it leases under the same owner, so a live driver whose lease
+    # ran out during a slow call and a recovery of the same order would both
+    # pass the lease check, and one could refund what the other confirms.
+    driving: set[UUID] = field(default_factory=set)
 
     # -- plumbing ------------------------------------------------------------------
     async def _call(
@@ -176,6 +181,15 @@ class Saga:
     # -- the machine ---------------------------------------------------------------
     async def drive(self, order_id: UUID, *, recovering: bool = False) -> Order:
         """Move the order as far as it can go now; returns it as it then is."""
+        if order_id in self.driving:
+            raise ProblemError(f"Order {order_id} is being driven already.", status=409)
+        self.driving.add(order_id)
+        try:
+            return await self._drive(order_id, recovering)
+        finally:
+            self.driving.discard(order_id)
+
+    async def _drive(self, order_id: UUID, recovering: bool) -> Order:
         while True:
             async with self.db.acquire() as conn:
                 found = await store.load(conn, order_id)

@@ -167,7 +167,10 @@ class OrderService:
     async def _recover_once(self) -> None:
         try:
             ids = await store.take_over_stale(
-                self.db, owner=self.saga.owner, lease_seconds=self.saga.lease_seconds
+                self.db,
+                owner=self.saga.owner,
+                lease_seconds=self.saga.lease_seconds,
+                exclude=self.saga.driving,
             )
         except ProblemError:
             return  # database down: try again next round

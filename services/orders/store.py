@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -250,18 +251,28 @@ async def list_for_user(db: Database, user_id: UUID, *, limit: int, offset: int)
 
 
 async def take_over_stale(
-    db: Database, *, owner: str, lease_seconds: float, limit: int = 20
+    db: Database,
+    *,
+    owner: str,
+    lease_seconds: float,
+    exclude: Collection[UUID] = (),
+    limit: int = 20,
 ) -> list[UUID]:
-    """Lease pending orders whose driver went away (its lease ran out)."""
+    """Lease pending orders whose driver went away (its lease ran out).
+
+    ``exclude``: orders this process is still driving, however late their lease.
+    """
     rows = await db.fetch(
         """UPDATE orders SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
            WHERE id IN (SELECT id FROM orders
                         WHERE status = 'pending' AND lease_until < now()
+                              AND NOT (id = ANY($4::uuid[]))
                         ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED)
            RETURNING id""",
         owner,
         lease_seconds,
         limit,
+        list(exclude),
     )
     return [r["id"] for r in rows]
 
