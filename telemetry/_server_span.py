@@ -4,22 +4,22 @@ Measured on the hello route (benchmarks/instruction_counts.py, README
 "Performance"), the SDK's ``Tracer.start_span`` and its ``Span`` were the
 largest part of what instrumentation added to a request:
 
-* an unsampled span (nine requests in ten at 10 %) cost about 4.7 µs in a tight
-  loop just to decide so: a context lookup, the parent-based sampler's
+* an unsampled span (nine requests in ten at 10 %) cost 3.6 µs in a tight
+  loop, mostly to decide so: a context lookup, the parent-based sampler's
   delegation and its ``SamplingResult``, flags built twice;
-* a sampled span cost about 21 µs from start to hand-over to the batch
-  processor: every attribute validated under a lock, four locks, two bounded
-  lists and a ``ReadableSpan`` copy at the end.
+* a sampled span cost 28 µs from start to hand-over to the batch processor:
+  every attribute validated under a lock, four locks, two bounded lists and a
+  ``ReadableSpan`` copy at the end.
 
 For the ``parentbased_*`` samplers ``OTEL_TRACES_SAMPLER`` offers, the decision
 follows from the trace id and the parent's flags alone, so ``ServerSpans``
 takes it itself, exactly as the SDK would (same random draws, same flags, same
 trace state), and makes either the ``NonRecordingSpan`` the SDK would make or a
 ``ServerSpan``: a recording span that keeps plain containers and, when it ends,
-hands the provider's span processors the same ``ReadableSpan`` the SDK would.
-About 1.3 µs and 3 µs. Everything else stays the SDK's: the provider, its
-processors and exporter, and every other span (database, HTTP client), which
-parent to this one as to any other.
+hands the provider's span processors itself as the ``ReadableSpan``, as the
+SDK's span does: 1.2 µs and 7.4 µs (benchmarks/server_span.py). Everything
+else stays the SDK's: the provider, its processors and exporter, and every
+other span (database, HTTP client), which parent to this one as to any other.
 
 Any other sampler, a custom id generator, or an attribute length limit send
 every request through the SDK unchanged. tests/test_server_span.py checks,
