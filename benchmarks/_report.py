@@ -1,13 +1,32 @@
-"""What the benchmark scripts share: the OTLP sink's settings and the ratio table."""
+"""What the benchmark scripts share: waiting for a server, the OTLP sink, the ratio table."""
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import time
 from collections.abc import Mapping, Sequence
+
+import httpx
 
 # The two samplings the overhead targets are stated for.
 SAMPLED_100 = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
 SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+
+
+def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200; a one-line exit if it does not (or ``proc`` dies)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"benchmark: {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"benchmark: {url} did not answer within {timeout}s")
 
 
 def otlp_env(sink_port: int) -> dict[str, str]:

@@ -24,10 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-from _report import SAMPLED_10, SAMPLED_100, otlp_env
+from _report import SAMPLED_10, SAMPLED_100, otlp_env, wait_http
 
-from tests.harness import free_port, wait_until
+from tests.harness import free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -54,13 +53,7 @@ def count(app: str, env: dict[str, str], requests: int, workdir: Path) -> float:
     )
     url = f"http://127.0.0.1:{port}/hello"
     try:
-        # Python under valgrind starts slowly.
-        wait_until(
-            lambda: httpx.get(url, timeout=5).status_code == 200,
-            timeout=180,
-            interval=0.5,
-            message=f"{app} under valgrind did not answer",
-        )
+        wait_http(url, timeout=180, proc=server)  # Python under valgrind starts slowly
         hey = ["hey", "-c", "16", url]
         subprocess.run([*hey[:1], "-n", "600", *hey[1:]], check=True, capture_output=True)
         control = ["callgrind_control", "-i"]

@@ -18,13 +18,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
-from _report import SAMPLED_10, SAMPLED_100, otlp_env
+from _report import SAMPLED_10, SAMPLED_100, otlp_env, wait_http
 
 from tests.harness import free_port
 
@@ -48,18 +46,6 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         return ["taskset", "-c", cpu, *argv]
     return argv
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"benchmark: {url} did not answer within {timeout}s")
 
 
 def run_wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:

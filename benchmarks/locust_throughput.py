@@ -57,8 +57,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import psutil
+from _report import wait_http
 
 from services.chassis.db import ensure_database
 from tests.conftest import throwaway_postgres
@@ -304,20 +304,6 @@ def open_loop(url: str, *, seconds: float, rate: float) -> Run:
     return run
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"benchmark: {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"benchmark: {url} did not answer within {timeout}s")
-
-
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in reversed(procs):
         proc.terminate()
@@ -345,7 +331,7 @@ def served(platform: Platform, workers: int, log_dir: Path) -> Iterator[subproce
                 procs.append(
                     subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
                 )
-            wait_http(f"{svc.url}/health/ready", procs[-1])
+            wait_http(f"{svc.url}/health/ready", 60, procs[-1])
         # Every worker process has started and served before anything is measured.
         subprocess.run(
             ["hey", "-z", "2s", "-c", "8", platform.gateway + PATH], check=True, capture_output=True
@@ -382,7 +368,7 @@ def static_responder() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(pinned(STUB_CPU, [sys.executable, "-c", STUB, str(port)]))
     try:
-        wait_http(f"http://127.0.0.1:{port}{PATH}", proc)
+        wait_http(f"http://127.0.0.1:{port}{PATH}", 60, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop([proc])

@@ -110,12 +110,12 @@ def _span_id() -> int:
 class ServerSpans:
     """Makes the server span of each request for one SDK tracer."""
 
-    def __init__(self, tracer: SdkTracer, root_bound: int, name: str) -> None:
+    def __init__(self, tracer: SdkTracer, root_bound: int, name: str, limits: SpanLimits) -> None:
         self._bound = root_bound
         self.processor: SpanProcessor = tracer.span_processor
         self.resource: Resource = tracer.resource
         self.scope = InstrumentationScope(name)
-        self.limits = SpanLimits()
+        self.limits = limits
 
     @classmethod
     def for_tracer(cls, tracer: object, name: str) -> ServerSpans | None:
@@ -126,7 +126,7 @@ class ServerSpans:
         if limits.max_span_attribute_length is not None:
             return None  # values would need truncating: leave that to the SDK
         bound = _root_bound(tracer.sampler)
-        return None if bound is None else cls(tracer, bound, name)
+        return None if bound is None else cls(tracer, bound, name, limits)
 
     def span(self, name: str, parent: Context | None) -> NonRecordingSpan | ServerSpan:
         """The span for a request whose parent context is ``parent``.
