@@ -28,12 +28,18 @@ RESEND_COUNT_EXTENSION = "resend_count"
 class InstrumentedTransport(httpx.AsyncBaseTransport):
     """Wraps another transport; ``peer_service`` names the downstream in spans and metrics."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, peer_service: str) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        peer_service: str,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
         self._inner = inner
         self.peer_service = peer_service
         # Fetched here, after tracing is configured: a module-level tracer
         # would be a proxy costing a call per span.
-        self._tracer = trace.get_tracer("telemetry.client")
+        self._tracer = trace.get_tracer("telemetry.client", tracer_provider=tracer_provider)
         self._active = HTTP_CLIENT_ACTIVE.labels(peer_service)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -45,7 +51,10 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             "http.request.method": method,
             "server.address": url.host,
             "server.port": url.port or (443 if url.scheme == "https" else 80),
-            "url.full": str(url.copy_with(query=None)),
+            # Without query and credentials, as the conventions ask; built from
+            # the parts because url.copy_with() re-parses the URL (~28 µs).
+            "url.full": f"{url.scheme}://{url.netloc.decode('ascii')}"
+            f"{url.raw_path.partition(b'?')[0].decode('ascii')}",
             "peer.service": self.peer_service,
         }
         if template:

@@ -17,10 +17,13 @@ from services.chassis.faults import Fault, FaultInjector
 from services.chassis.resilience import snapshot_all
 
 
-def require_admin(
+async def require_admin(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard: ``Authorization: Bearer $REDLINE_ADMIN_TOKEN``."""
+    """Litestar guard: ``Authorization: Bearer $REDLINE_ADMIN_TOKEN``.
+
+    A coroutine so Litestar runs it on the event loop, not in its thread pool.
+    """
     token = connection.app.state.ctx.settings.admin_token
     if not token:
         raise ProblemError(

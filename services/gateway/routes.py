@@ -64,17 +64,22 @@ def _enforce(connection: ASGIConnection[Any, Any, Any, Any], scope: str, key: st
         )
 
 
+# The guards are coroutines although they never await: Litestar runs a plain
+# function guard in its thread pool, a thread hop per request (and the rate
+# limiters would be updated from several threads at once).
+
+
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     client = connection.client
     return client.host if client else "unknown"
 
 
-def anonymous(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def anonymous(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for public routes: limit per client IP."""
     _enforce(connection, "ip", client_ip(connection))
 
 
-def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for user routes: a valid token (else 401), then limit per user."""
     try:
         principal = verify_token(bearer_token(connection), secret=jwt_secret())

@@ -1,0 +1,140 @@
+"""The resilient client's transport: httpx's API over aiohttp's connection pool.
+
+Why: httpx's own transport (httpcore on anyio) costs several hundred µs of
+CPU per request, most of it layers of anyio, sniffio and h11 bookkeeping
+(encode/httpx#3215, open); aiohttp's parser and pool are in C and cost a
+fraction of that. ``benchmarks/http_client.py`` prints the three side by side.
+httpx stays the API: the telemetry transport, the retrier and the services
+speak ``httpx.Request`` and ``httpx.Response``.
+
+Why not the ``httpx-aiohttp`` package: it maps ``ServerDisconnectedError``,
+an answer lost *after* the request was sent, to ``httpx.ConnectTimeout``,
+which says the request never left. The resilient client tells those apart
+(a charge whose answer was lost must be refunded, one that never left need
+not), so the mapping here follows what httpx's own transport raises:
+
+    connecting failed or timed out (pool wait included) -> ConnectError / ConnectTimeout
+    no answer in time                                   -> ReadTimeout
+    peer closed without a (complete) answer, bad HTTP   -> RemoteProtocolError
+    connection reset or another socket error after connecting -> ReadError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+import httpx
+from yarl import URL
+
+# Below uvicorn's default keep-alive (5 s), so the client drops an idle
+# connection before the server does, not in the middle of sending on it.
+KEEPALIVE_SECONDS = 4.0
+_TOTAL_GRACE_SECONDS = 0.05
+# Set by aiohttp itself from the body it sends.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+@contextmanager
+def _mapped_errors(request: httpx.Request) -> Iterator[None]:
+    """Re-raise aiohttp's errors as the httpx errors httpx's own transport raises."""
+    try:
+        yield
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+        # Checked first: both are also OSErrors/timeouts, but nothing was sent.
+        kind: type[httpx.TransportError] = (
+            httpx.ConnectTimeout
+            if isinstance(exc, aiohttp.ConnectionTimeoutError)
+            else httpx.ConnectError
+        )
+        raise kind(str(exc) or type(exc).__name__, request=request) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientResponseError as exc:  # an answer aiohttp could not parse
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except TimeoutError as exc:  # aiohttp's socket read and total timeouts are TimeoutErrors
+        raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
+    except (aiohttp.ClientOSError, aiohttp.ClientConnectionError, OSError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """One aiohttp session (one keep-alive pool) per transport, opened on first use.
+
+    Bodies are read in full before the response is returned: every caller of
+    the resilient client reads them anyway, and a response that holds no
+    connection can be handed around (relayed, retried, logged) freely.
+    """
+
+    def __init__(self, *, max_connections: int, keepalive_seconds: float = KEEPALIVE_SECONDS):
+        self._max_connections = max_connections
+        self._keepalive = keepalive_seconds
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made here, not in __init__: a session belongs to the running event loop.
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, limit_per_host=0, keepalive_timeout=self._keepalive
+        )
+        # trust_env=False: calls between services do not go through HTTP(S)_PROXY,
+        # and aiohttp would rescan the environment on every request to find out.
+        # No cookie jar: services keep no state between calls. No decompression:
+        # httpx.Response decodes the body itself, from its Content-Encoding.
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        # One attempt is one request on the wire: retries are the resilient
+        # client's to decide, count against its budget and trace. aiohttp would
+        # otherwise resend an idempotent request once on a broken connection,
+        # unseen (no public switch; the attribute is read per request).
+        self._session._retry_connection = False
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        limits = request.extensions.get("timeout", {})
+        timeouts = [t for t in limits.values() if t is not None]
+        timeout = aiohttp.ClientTimeout(
+            # An attempt never outlives its budget, however slowly bytes trickle
+            # in. A hair later than the phase timeouts, so that running out while
+            # waiting for a connection is reported as that (nothing was sent).
+            total=max(timeouts) + _TOTAL_GRACE_SECONDS if timeouts else None,
+            connect=limits.get("pool"),
+            sock_connect=limits.get("connect"),
+            sock_read=limits.get("read"),
+        )
+        headers = [
+            (name, value)
+            for name, value in request.headers.multi_items()
+            if name not in _FRAMING_HEADERS
+        ]
+        body = await request.aread()
+        with _mapped_errors(request):
+            async with session.request(
+                request.method,
+                URL(str(request.url), encoded=True),  # httpx has encoded it already
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                content = await response.read()
+                return httpx.Response(
+                    response.status,
+                    headers=response.raw_headers,
+                    content=content,
+                    request=request,
+                    extensions={
+                        "http_version": b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode(),
+                    },
+                )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
