@@ -37,6 +37,7 @@ bench: install system-deps  ## Run the benchmarks (prints numbers; takes minutes
 	$(RUN)/python benchmarks/instrumentation_overhead.py
 	$(RUN)/python benchmarks/instruction_counts.py
 	$(RUN)/python benchmarks/resilience_bench.py
+	$(RUN)/python benchmarks/http_client.py
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards

@@ -9,7 +9,7 @@ then, in one run:
 2. reads one product through the gateway and straight from inventory,
    interleaved, one request at a time, and reports both latencies and the
    difference: the gateway's auth-free hop (routing, budget, resilient client,
-   a second server span, a second access line).
+   a second server span, a second access line), and the gateway's CPU per read.
 
     .venv/bin/python benchmarks/e2e_orders.py [--concurrency 8] [--seconds 20]
 """
@@ -25,9 +25,16 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.conftest import throwaway_postgres
-from tests.harness import Platform, sign_up
+from tests.harness import Platform, ServiceProcess, sign_up
+
+
+def cpu_seconds(service: ServiceProcess) -> float:
+    assert service.proc is not None
+    times = psutil.Process(service.proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -118,6 +125,7 @@ def main() -> None:
             tokens = [sign_up(platform.gateway).headers for _ in range(args.concurrency)]
             rates, p50s, p95s, p99s = [], [], [], []
             gw, inv = [], []
+            gateway_us: list[float] = []
             all_codes: dict[int, int] = {}
             for r in range(args.rounds):
                 rate, lat, codes = asyncio.run(
@@ -129,7 +137,10 @@ def main() -> None:
                 p50s.append(_pct(lat, 50))
                 p95s.append(_pct(lat, 95))
                 p99s.append(_pct(lat, 99))
+                gateway_cpu = cpu_seconds(platform["gateway"])
                 g, d = asyncio.run(reads(platform.gateway, platform["inventory"].url, args.reads))
+                # Only the reads through the gateway touch it in this phase.
+                gateway_us.append((cpu_seconds(platform["gateway"]) - gateway_cpu) / len(g) * 1e6)
                 gw += g
                 inv += d
                 print(
@@ -164,6 +175,9 @@ def main() -> None:
         f"| **gateway adds** | {_pct(gw, 50) - _pct(inv, 50):.2f} | "
         f"{_pct(gw, 95) - _pct(inv, 95):.2f} | {_pct(gw, 99) - _pct(inv, 99):.2f} |"
     )
+    print()
+    cpu = statistics.median(gateway_us)
+    print(f"Gateway CPU per proxied read: {cpu:.0f} µs (median of rounds)")
 
 
 if __name__ == "__main__":
