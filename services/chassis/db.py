@@ -158,8 +158,22 @@ class Database:
             yield conn
         except UNAVAILABLE_ERRORS as exc:
             raise DatabaseUnavailable(_describe(exc)) from exc
+        except asyncpg.InternalClientError as exc:
+            # A session cut by the server in the middle of an operation can leave
+            # asyncpg's protocol in a state the next operation cannot leave
+            # ("cannot switch to state 12"; seen in chaos/experiments/postgres-down).
+            # Drop the connection so the pool opens a fresh one, and answer as for
+            # any lost session: 503, which callers retry for reads.
+            conn.terminate()
+            raise DatabaseUnavailable(_describe(exc)) from exc
         finally:
-            await pool.release(conn)
+            try:
+                await pool.release(conn)
+            except (*UNAVAILABLE_ERRORS, asyncpg.InternalClientError) as exc:
+                # Resetting the session for its next user failed: it died after
+                # this request's work was done, which stands. asyncpg has
+                # dropped the connection already; the pool opens a new one.
+                _log.info("database session lost on release", error=_describe(exc))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
