@@ -142,12 +142,17 @@ async def test_keep_alive_one_connection_serves_sequential_requests(
     assert (seen.connections, len(seen.requests)) == (1, 5)
 
 
-async def test_a_refused_connection_is_a_connect_error(transport: AiohttpTransport) -> None:
-    with socket.socket() as s:  # a port that was free a moment ago: nothing listens
+def closed_port() -> int:
+    """A port that was free a moment ago: nothing listens on it."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_a_refused_connection_is_a_connect_error(transport: AiohttpTransport) -> None:
     with pytest.raises(httpx.ConnectError):
-        await send(transport, "GET", f"http://127.0.0.1:{port}/")
+        await send(transport, "GET", f"http://127.0.0.1:{closed_port()}/")
 
 
 async def _close_after_request(
@@ -272,10 +277,7 @@ async def test_a_post_whose_answer_was_lost_may_have_been_delivered() -> None:
 
 
 async def test_a_post_that_never_connected_was_not_delivered() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    downstream = await _downstream(f"http://127.0.0.1:{port}")
+    downstream = await _downstream(f"http://127.0.0.1:{closed_port()}")
     try:
         with pytest.raises(DownstreamUnavailable) as caught:
             await downstream.request("POST", "/charges", json={"cents": 100})
