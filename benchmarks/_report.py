@@ -1,13 +1,15 @@
-"""What the benchmark scripts share: waiting for a server, the OTLP sink, the ratio table."""
+"""What the benchmarks share: waiting for a server, CPU time, the OTLP sink, the ratio table."""
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
 import httpx
+import psutil
 
 # The two samplings the overhead targets are stated for.
 SAMPLED_100 = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
@@ -27,6 +29,19 @@ def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[bytes] | Non
             pass
         time.sleep(0.1)
     raise SystemExit(f"benchmark: {url} did not answer within {timeout}s")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process has used, all its threads (this one by default).
+
+    This process's own from getrusage, to the microsecond; another's from
+    /proc through psutil, to the clock tick (10 ms): count enough requests.
+    """
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def otlp_env(sink_port: int) -> dict[str, str]:

@@ -25,16 +25,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-import psutil
+from _report import cpu_seconds
 
 from tests.conftest import throwaway_postgres
-from tests.harness import Platform, ServiceProcess, sign_up
-
-
-def cpu_seconds(service: ServiceProcess) -> float:
-    assert service.proc is not None
-    times = psutil.Process(service.proc.pid).cpu_times()
-    return float(times.user + times.system)
+from tests.harness import Platform, sign_up
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -126,6 +120,9 @@ def main() -> None:
             rates, p50s, p95s, p99s = [], [], [], []
             gw, inv = [], []
             gateway_us: list[float] = []
+            gateway = platform["gateway"].proc
+            assert gateway is not None
+            gateway_pid = gateway.pid
             all_codes: dict[int, int] = {}
             for r in range(args.rounds):
                 rate, lat, codes = asyncio.run(
@@ -137,10 +134,10 @@ def main() -> None:
                 p50s.append(_pct(lat, 50))
                 p95s.append(_pct(lat, 95))
                 p99s.append(_pct(lat, 99))
-                gateway_cpu = cpu_seconds(platform["gateway"])
+                gateway_cpu = cpu_seconds(gateway_pid)
                 g, d = asyncio.run(reads(platform.gateway, platform["inventory"].url, args.reads))
                 # Only the reads through the gateway touch it in this phase.
-                gateway_us.append((cpu_seconds(platform["gateway"]) - gateway_cpu) / len(g) * 1e6)
+                gateway_us.append((cpu_seconds(gateway_pid) - gateway_cpu) / len(g) * 1e6)
                 gw += g
                 inv += d
                 print(

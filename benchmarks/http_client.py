@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from typing import Any
 import aiohttp
 import httpx
 import uvloop
-from _report import print_ratio_table, wait_http
+from _report import cpu_seconds, print_ratio_table, wait_http
 
 from services.chassis.aiohttp_transport import AiohttpTransport
 from services.chassis.http_client import DependencyConfig, Downstream
@@ -42,11 +41,6 @@ CONCURRENCY = 8
 TIMEOUTS = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), 5.0)}
 
 Call = Callable[[], Awaitable[None]]
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def per_request(call: Call, requests: int) -> float:

@@ -21,8 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-from _report import SAMPLED_10, SAMPLED_100, otlp_env, wait_http
+from _report import SAMPLED_10, SAMPLED_100, cpu_seconds, otlp_env, wait_http
 
 from tests.harness import free_port
 
@@ -61,11 +60,6 @@ def run_wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
     if non2xx:
         raise SystemExit(f"benchmark: {non2xx.group(1)} error responses from {url}")
     return rps, total
-
-
-def cpu_seconds(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
 
 
 def main() -> None:

@@ -258,7 +258,7 @@ async def test_waiting_for_a_pooled_connection_past_the_timeout_is_a_connect_tim
 # The resilient client on top: what the mapping is for.
 
 
-async def _downstream(url: str) -> Downstream:
+def _downstream(url: str) -> Downstream:
     return Downstream(
         DependencyConfig(name="payments", base_url=url, timeout=1.0, max_concurrent=2)
     )
@@ -266,7 +266,7 @@ async def _downstream(url: str) -> Downstream:
 
 async def test_a_post_whose_answer_was_lost_may_have_been_delivered() -> None:
     async with server(_close_after_request) as (url, seen):
-        downstream = await _downstream(url)
+        downstream = _downstream(url)
         try:
             with pytest.raises(DownstreamUnavailable) as caught:
                 await downstream.request("POST", "/charges", json={"cents": 100})
@@ -277,7 +277,7 @@ async def test_a_post_whose_answer_was_lost_may_have_been_delivered() -> None:
 
 
 async def test_a_post_that_never_connected_was_not_delivered() -> None:
-    downstream = await _downstream(f"http://127.0.0.1:{closed_port()}")
+    downstream = _downstream(f"http://127.0.0.1:{closed_port()}")
     try:
         with pytest.raises(DownstreamUnavailable) as caught:
             await downstream.request("POST", "/charges", json={"cents": 100})
@@ -288,7 +288,7 @@ async def test_a_post_that_never_connected_was_not_delivered() -> None:
 
 async def test_the_downstream_joins_base_url_path_and_params() -> None:
     async with server(echo) as (url, _):
-        downstream = await _downstream(url + "/")
+        downstream = _downstream(url + "/")
         try:
             response = await downstream.request("GET", "/products/3", params={"ids": "1,2"})
         finally:

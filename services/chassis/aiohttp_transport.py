@@ -49,13 +49,15 @@ def _mapped_errors(request: httpx.Request) -> Iterator[None]:
             else httpx.ConnectError
         )
         raise kind(str(exc) or type(exc).__name__, request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientResponseError as exc:  # an answer aiohttp could not parse
+    except (
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientPayloadError,
+        aiohttp.ClientResponseError,  # an answer aiohttp could not parse
+    ) as exc:
         raise httpx.RemoteProtocolError(str(exc), request=request) from exc
     except TimeoutError as exc:  # aiohttp's socket read and total timeouts are TimeoutErrors
         raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
-    except (aiohttp.ClientOSError, aiohttp.ClientConnectionError, OSError) as exc:
+    except (aiohttp.ClientConnectionError, OSError) as exc:
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
 

@@ -64,14 +64,14 @@ def _enforce(connection: ASGIConnection[Any, Any, Any, Any], scope: str, key: st
         )
 
 
-# The guards are coroutines although they never await: Litestar runs a plain
-# function guard in its thread pool, a thread hop per request (and the rate
-# limiters would be updated from several threads at once).
-
-
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     client = connection.client
     return client.host if client else "unknown"
+
+
+# The guards are coroutines although they never await: Litestar runs a plain
+# function guard in its thread pool, a thread hop per request (and the rate
+# limiters would be updated from several threads at once).
 
 
 async def anonymous(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
