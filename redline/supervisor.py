@@ -11,6 +11,7 @@ graceful stop with a kill deadline — is this module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -57,8 +59,18 @@ class StartupError(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, *, out: IO[str] | None = None, colour: bool | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        out: IO[str] | None = None,
+        colour: bool | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
         self.components: list[Component] = []
+        # Each process's lines also go, as written, to <log_dir>/<name>.log: the
+        # Collector's file_log receiver reads them (as it reads Docker's files in
+        # compose), and so can anyone after the terminal scrolled away.
+        self._log_dir = log_dir
         self._out = out or sys.stdout
         self._colour = self._out.isatty() if colour is None else colour
         self._width = 10
@@ -80,11 +92,19 @@ class Supervisor:
     def _pump(self, comp: Component, proc: subprocess.Popen[bytes], index: int) -> None:
         assert proc.stdout is not None
         prefix = self._prefix(comp.name, index)
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self._write_lock:
-                self._out.write(prefix + line + "\n")
-                self._out.flush()
+        with contextlib.ExitStack() as stack:
+            log = None
+            if self._log_dir is not None:
+                self._log_dir.mkdir(parents=True, exist_ok=True)
+                log = stack.enter_context((self._log_dir / f"{comp.name}.log").open("ab"))
+            for raw in iter(proc.stdout.readline, b""):
+                if log is not None:
+                    log.write(raw if raw.endswith(b"\n") else raw + b"\n")
+                    log.flush()
+                line = raw.decode(errors="replace").rstrip("\n")
+                with self._write_lock:
+                    self._out.write(prefix + line + "\n")
+                    self._out.flush()
 
     def _spawn(self, comp: Component) -> None:
         index = self.components.index(comp)

@@ -312,7 +312,7 @@ def test_commands_refer_to_config_files_through_their_mounts(compose: dict[str, 
     referenced = {path for _, path in _file_arguments(compose)}
     assert {
         "telemetry/collector/otelcol.yaml",
-        "docker/jaeger/jaeger.yaml",
+        "telemetry/jaeger/jaeger.yaml",
         "telemetry/prometheus/prometheus.docker.yml",
         "telemetry/loki/loki.yaml",
         "alerts/alertmanager.yml",
