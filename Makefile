@@ -11,15 +11,16 @@ SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alert
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
                docker-compose:docker-compose
 
-.PHONY: up test lint fmt bench dashboards install system-deps clean help
+.PHONY: up test lint fmt bench dashboards install system-deps binaries clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-up: install system-deps  ## Install, then run the whole platform in the foreground
+up: install system-deps binaries  ## Install, then run the whole platform in the foreground
 	$(RUN)/redline up
 
 test: install system-deps  ## Install, then run the test suite
+	$(RUN)/python -m redline.binaries --require
 	$(RUN)/pytest
 
 lint: install  ## ruff and mypy
@@ -43,6 +44,11 @@ dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards
 
 install: $(VENV)/.installed
+
+# The Collector and Jaeger, built from pinned Go modules into ~/.cache/redline
+# when missing or stale (minutes, once); without Go, `make up` runs without them.
+binaries: install  ## Build the OpenTelemetry Collector and Jaeger (needs Go)
+	$(RUN)/python -m redline.binaries
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m redline.binaries",
         description="Build the Collector and Jaeger from pinned Go modules, when missing.",
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {sorted(PROGRAMS)}; default: all")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"of {sorted(PROGRAMS)}; default: all"
+    )
     parser.add_argument(
         "--require", action="store_true", help="exit 1 when Go is missing (the tests need both)"
     )

@@ -73,6 +73,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
         database_url=args.database_url,
         rules_profile=args.rules,
         otlp_endpoint=args.otlp_endpoint,
+        trace_sample_percent=args.trace_sample_percent,
         scrape_interval=args.scrape_interval,
         restart=not args.no_restart,
         admin_token=os.environ.get("REDLINE_ADMIN_TOKEN"),
@@ -244,7 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--otlp-endpoint",
         default=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
-        help="send spans here (default: a local Jaeger when installed)",
+        help="send spans here instead of the local Collector (then no Collector or Jaeger runs)",
+    )
+    up.add_argument(
+        "--trace-sample-percent",
+        type=float,
+        default=10.0,
+        metavar="P",
+        help="share of ordinary traces Jaeger keeps; errors, slow requests, cancelled "
+        "orders and exemplars' traces are always kept (default: 10)",
     )
     up.add_argument("--scrape-interval", default="2s")
     up.add_argument(

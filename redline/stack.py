@@ -1,9 +1,10 @@
 """The native stack: what `redline up` runs, in which order, with which config.
 
 Start order: PostgreSQL (embedded unless DATABASE_URL), the alert sink,
-Jaeger and Grafana when their binaries are on PATH, the five services (each
-after the ones it calls), Alertmanager, Prometheus. Stop order is the
-reverse. The state file (``<state>/stack.json``) says what runs where, for
+Jaeger and the OpenTelemetry Collector (built from pinned Go modules by
+redline/binaries.py, when Go is there), the five services (each after the ones
+it calls), Alertmanager, Prometheus, and Grafana when `grafana-server` is on
+PATH. Stop order is the reverse. The state file (``<state>/stack.json``) says what runs where, for
 `redline status`, `redline down`, chaos experiments and tests.
 """
 
@@ -30,6 +31,7 @@ from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
 from alerts.slo import COMPRESSED, NORMAL
 from redline.alert_sink import AlertSink
+from redline.binaries import PROGRAMS, BuildError, binary_path, build
 from redline.supervisor import Component, StartupError, Supervisor
 from services.chassis.app import database_name
 from services.chassis.db import ensure_database
@@ -46,20 +48,29 @@ DEFAULT_PORTS: dict[str, int] = {
     "prometheus": 9090,
     "alertmanager": 9093,
     "alert-sink": 9095,
+    # The OpenTelemetry Collector: OTLP in, its own metrics, span metrics, health.
+    "collector": 4318,
+    "collector-grpc": 4317,
+    "collector-metrics": 8888,
+    "collector-spanmetrics": 8889,
+    "collector-health": 13133,
+    # Jaeger: the query API (and UI, where its assets exist), OTLP in from the
+    # Collector, its own metrics, health.
     "jaeger": 16686,
-    "jaeger-otlp": 4318,
+    "jaeger-grpc": 16685,
+    "jaeger-otlp": 14317,
+    "jaeger-metrics": 14269,
+    "jaeger-health": 13134,
     "grafana": 3000,
 }
 
 # Optional backends: started when their binary is on PATH, else listed with a hint.
 OPTIONAL = {
-    "jaeger": ("jaeger", "traces UI; https://www.jaegertracing.io/download/ (v2 binary)"),
     "grafana": ("grafana-server", "dashboards; https://grafana.com/grafana/download"),
-    "otel-collector": (
-        "otelcol-contrib",
-        "the Collector pipeline runs in `docker compose up`; here services export to Jaeger",
-    ),
 }
+PIPELINE_PORTS = [p for p in DEFAULT_PORTS if p.startswith(("collector", "jaeger"))]
+COLLECTOR_CONFIG = ROOT / "telemetry" / "collector" / "otelcol.yaml"
+JAEGER_CONFIG = ROOT / "telemetry" / "jaeger" / "jaeger.yaml"
 
 
 class StackError(RuntimeError):
@@ -74,8 +85,12 @@ class StackOptions:
     database_url: str | None = None
     # Alert rules: "normal" (production windows) or "compressed" (minutes, for demos/tests).
     rules_profile: str = "normal"
-    # Send spans here instead of a local Jaeger (tests point it at their receiver).
+    # Send spans here instead of the local Collector (tests point it at their
+    # receiver); then neither the Collector nor Jaeger runs.
     otlp_endpoint: str | None = None
+    # Jaeger keeps this share of the traces no policy keeps for a reason
+    # (errors, slow, cancelled orders, exemplars): telemetry/jaeger/jaeger.yaml.
+    trace_sample_percent: float = 10.0
     scrape_interval: str = "2s"
     restart: bool = True
     admin_token: str | None = None
@@ -214,11 +229,12 @@ class Stack:
         o = self.o
         o.state_dir.mkdir(parents=True, exist_ok=True)
         found = {n: shutil.which(binary) for n, (binary, _) in OPTIONAL.items()}
+        pipeline = None if o.otlp_endpoint else self._pipeline_binaries()
         wanted = [*SERVICES, "alert-sink"]
         if o.with_prometheus:
             wanted += ["prometheus", "alertmanager"]
-        if found["jaeger"] and not o.otlp_endpoint:
-            wanted += ["jaeger", "jaeger-otlp"]
+        if pipeline:
+            wanted += PIPELINE_PORTS
         if found["grafana"]:
             wanted.append("grafana")
         if not o.database_url:
@@ -236,8 +252,9 @@ class Stack:
         )
         self.sink.start()
         otlp = o.otlp_endpoint
-        if found["jaeger"] and not otlp:
-            otlp = self._start_jaeger(found["jaeger"] or "jaeger")
+        if pipeline:
+            self._start_jaeger(pipeline["jaeger"])
+            otlp = self._start_collector(pipeline["otelcol"])
         for name, (binary, hint) in OPTIONAL.items():
             if not found[name]:
                 self.skipped.append((name, f"`{binary}` not on PATH: {hint}"))
@@ -255,6 +272,17 @@ class Stack:
         if found["grafana"]:
             self._start_grafana(found["grafana"] or "grafana-server")
         self._write_state("ready")
+
+    def _pipeline_binaries(self) -> dict[str, Path] | None:
+        """The Collector's and Jaeger's binaries, built now if need be; None to run without."""
+        paths: dict[str, Path] = {}
+        for name in PROGRAMS:
+            try:
+                paths[name] = binary_path(name) or build(name, say=self.sup.say)
+            except BuildError as exc:
+                self.skipped.append(("collector, jaeger", str(exc)))
+                return None
+        return paths
 
     def _start_postgres(self) -> str:
         if self.pg is None:
@@ -348,7 +376,7 @@ class Stack:
                 scrape_interval=o.scrape_interval,
                 evaluation_interval=o.scrape_interval,
                 self_address=f"{o.host}:{o.ports['prometheus']}",
-                extra_targets=o.extra_scrape or None,
+                extra_targets={**self._pipeline_jobs(), **o.extra_scrape} or None,
             )
         )
         data = o.state_dir / "prometheus-data"
@@ -367,20 +395,85 @@ class Stack:
             ("prometheus", self.url("prometheus"), "metrics and exemplars (Prometheus UI)")
         )
 
-    def _start_jaeger(self, binary: str) -> str:
-        """Jaeger v2 with its defaults: in-memory, OTLP on :4317/:4318, UI on :16686."""
+    def _start_jaeger(self, binary: Path) -> None:
+        """Jaeger v2: tail sampling, in-memory traces, the query API; SPM from Prometheus."""
+        o = self.o
+        env = {
+            "JAEGER_LISTEN_HOST": o.host,
+            "JAEGER_QUERY_HTTP_PORT": str(o.ports["jaeger"]),
+            "JAEGER_QUERY_GRPC_PORT": str(o.ports["jaeger-grpc"]),
+            "JAEGER_OTLP_GRPC_PORT": str(o.ports["jaeger-otlp"]),
+            "JAEGER_METRICS_PORT": str(o.ports["jaeger-metrics"]),
+            "JAEGER_HEALTH_PORT": str(o.ports["jaeger-health"]),
+            "JAEGER_PROMETHEUS_URL": self.url("prometheus"),
+            "JAEGER_SAMPLE_PERCENT": f"{o.trace_sample_percent:g}",
+            "JAEGER_TAIL_DECISION_WAIT": "3s",
+        }
         self.sup.start(
             Component(
                 name="jaeger",
-                argv=[binary],
-                ready_url=f"{self.url('jaeger')}/",
+                argv=[str(binary), "--config", str(JAEGER_CONFIG)],
+                env=env,
+                ready_url=f"{self.url('jaeger-health')}/status",
                 url=self.url("jaeger"),
-                role="traces",
-                restart=self.o.restart,
+                role="traces: tail sampling, storage, query API",
+                restart=o.restart,
             )
         )
-        self.rows.append(("jaeger", self.url("jaeger"), "traces (Jaeger UI)"))
-        return f"http://{self.o.host}:{self.o.ports['jaeger-otlp']}"
+        self.rows.append(
+            ("jaeger", f"{self.url('jaeger')}/api/services", "traces (Jaeger query API; no UI)")
+        )
+
+    def _start_collector(self, binary: Path) -> str:
+        """The OpenTelemetry Collector in front of Jaeger; returns its OTLP/HTTP endpoint."""
+        o = self.o
+        logs = o.state_dir / "logs"
+        env = {
+            "OTELCOL_LISTEN_HOST": o.host,
+            "OTELCOL_OTLP_HTTP_PORT": str(o.ports["collector"]),
+            "OTELCOL_OTLP_GRPC_PORT": str(o.ports["collector-grpc"]),
+            "OTELCOL_METRICS_PORT": str(o.ports["collector-metrics"]),
+            "OTELCOL_SPANMETRICS_PORT": str(o.ports["collector-spanmetrics"]),
+            "OTELCOL_HEALTH_PORT": str(o.ports["collector-health"]),
+            "OTELCOL_TRACES_ENDPOINT": f"{o.host}:{o.ports['jaeger-otlp']}",
+            "OTELCOL_LOG_FILES": str(logs / "*.log"),
+            "OTELCOL_MEMORY_LIMIT_MIB": "200",
+            "OTELCOL_MEMORY_SPIKE_MIB": "50",
+            "OTELCOL_LOG_LEVEL": "warn",
+        }
+        # No Loki natively: the lines are read, parsed and trace-linked, then
+        # sent to an OTLP log store if one is named, else counted and dropped.
+        logs_endpoint = os.environ.get("REDLINE_LOGS_OTLP_ENDPOINT")
+        if logs_endpoint:
+            env["OTELCOL_LOGS_ENDPOINT"] = logs_endpoint
+        else:
+            env["OTELCOL_LOGS_EXPORTER"] = "debug/logs"
+        self.sup.start(
+            Component(
+                name="collector",
+                argv=[str(binary), "--config", str(COLLECTOR_CONFIG)],
+                env=env,
+                ready_url=f"{self.url('collector-health')}/",
+                url=self.url("collector"),
+                role="OpenTelemetry Collector",
+                restart=o.restart,
+            )
+        )
+        self.rows.append(
+            ("collector", self.url("collector"), "OTLP in; span metrics; logs from files")
+        )
+        return self.url("collector")
+
+    def _pipeline_jobs(self) -> dict[str, str]:
+        """Prometheus jobs for the Collector and Jaeger, when they run (compose's job names)."""
+        if not any(c.name == "collector" for c in self.sup.components):
+            return {}
+        host = self.o.host
+        return {
+            "otel-collector": f"{host}:{self.o.ports['collector-metrics']}",
+            "spanmetrics": f"{host}:{self.o.ports['collector-spanmetrics']}",
+            "jaeger": f"{host}:{self.o.ports['jaeger-metrics']}",
+        }
 
     def _start_grafana(self, binary: str) -> None:
         """Grafana with the project's dashboards and datasources pointed at this stack."""
@@ -494,7 +587,7 @@ class Stack:
 
 def run_foreground(options: StackOptions) -> int:
     """`redline up`: start everything, print the table, supervise until a signal."""
-    sup = Supervisor()
+    sup = Supervisor(log_dir=options.state_dir / "logs")
     with exclusive(options.state_dir):
         stack = Stack(options, sup)
 

@@ -30,7 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from telemetry._logging import REQUEST_ID, access_log
 from telemetry._metrics import normalize_method
-from telemetry._red import SERVER_RED
+from telemetry._red import EXEMPLAR_ATTRIBUTE, SERVER_RED
 from telemetry._server_span import ServerSpan, ServerSpans
 
 ASGIApp = Callable[..., Any]
@@ -38,6 +38,7 @@ ASGIApp = Callable[..., Any]
 UNMATCHED_ROUTE = "unmatched"
 TRACER_NAME = "telemetry.server"
 REQUEST_ID_HEADER = b"x-request-id"
+REQUEST_ID_ATTRIBUTE = "redline.request_id"
 _random_bits = random.getrandbits
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
@@ -61,10 +62,16 @@ def _request_attributes(
     host: str,
     client: tuple[str, int] | None,
     user_agent: str,
+    request_id: str,
 ) -> dict[str, AttributeValue]:
-    """The server span's semantic-convention attributes known before the app runs."""
+    """The server span's semantic-convention attributes known before the app runs.
+
+    Plus ``redline.request_id``, the id every log line and problem carries, so a
+    developer holding one finds the trace (Jaeger's tag search, `redline trace`).
+    """
     attributes: dict[str, AttributeValue] = {
         "http.request.method": method,
+        REQUEST_ID_ATTRIBUTE: request_id,
         "url.path": scope["path"],
         "url.scheme": scope.get("scheme", "http"),
         "network.protocol.version": scope.get("http_version", "1.1"),
@@ -129,7 +136,9 @@ class TelemetryMiddleware:
             # Attributes only for a span that records them (one in ten at 10 %).
             if isinstance(span, ServerSpan):
                 span.start(
-                    _request_attributes(scope, method, raw_method, host, client, user_agent),
+                    _request_attributes(
+                        scope, method, raw_method, host, client, user_agent, request_id
+                    ),
                     parent,
                 )
         else:
@@ -138,7 +147,9 @@ class TelemetryMiddleware:
                 span_name,
                 context=parent,
                 kind=SpanKind.SERVER,
-                attributes=_request_attributes(scope, method, raw_method, host, client, user_agent),
+                attributes=_request_attributes(
+                    scope, method, raw_method, host, client, user_agent, request_id
+                ),
             )
         recording = span.is_recording()
         token = otel_context.attach(trace.set_span_in_context(span, parent))
@@ -170,6 +181,14 @@ class TelemetryMiddleware:
             duration = time.perf_counter() - start
             route: str = scope.get("path_template") or ""
             route_label = route or UNMATCHED_ROUTE
+            ctx = span.get_span_context()
+            series = self._red.duration(method, route_label, status)
+            # An exemplar only for a sampled trace, and then the trace store is
+            # told to keep it (see telemetry/_red.py).
+            if ctx.trace_flags.sampled:
+                took_exemplar = series.observe(duration, ctx.trace_id, ctx.span_id)
+            else:
+                took_exemplar = series.observe(duration)
             if recording:
                 if route:
                     span.update_name(f"{span_name} {route}")
@@ -181,16 +200,11 @@ class TelemetryMiddleware:
                 if status >= 500 and "error.type" not in getattr(span, "attributes", {}):
                     span.set_attribute("error.type", str(status))
                     span.set_status(Status(StatusCode.ERROR))
+                if took_exemplar:
+                    span.set_attribute(EXEMPLAR_ATTRIBUTE, True)
             span.end()
 
             active[method] -= 1
-            ctx = span.get_span_context()
-            series = self._red.duration(method, route_label, status)
-            if ctx.trace_flags.sampled:
-                # An exemplar only for a trace that exists in the backend.
-                series.observe(duration, ctx.trace_id, ctx.span_id)
-            else:
-                series.observe(duration)
             self._access_log.write(
                 raw_method,
                 route_label,

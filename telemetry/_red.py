@@ -27,6 +27,12 @@ from telemetry._metrics import DURATION_BUCKETS, REGISTRY, register_callback_col
 
 _LE = [repr(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
 
+# Longer than Prometheus's scrape interval (2 s natively, 5 s in compose) is
+# pointless: a scrape sees only each bucket's latest exemplar.
+EXEMPLAR_INTERVAL_SECONDS = 5.0
+# The span attribute that asks the tail sampler to keep the exemplar's trace.
+EXEMPLAR_ATTRIBUTE = "redline.exemplar"
+
 
 class DurationSeries:
     """One label set's histogram: per-bucket counts, sum, latest exemplar per bucket."""
@@ -40,13 +46,19 @@ class DurationSeries:
         # (trace_id, span_id, value, unix time) as integers and floats.
         self.exemplars: list[tuple[int, int, float, float] | None] = [None] * len(self.counts)
 
-    def observe(self, value: float, trace_id: int = 0, span_id: int = 0) -> None:
+    def observe(self, value: float, trace_id: int = 0, span_id: int = 0) -> bool:
+        """Count ``value``; True when its trace became the bucket's exemplar."""
         # bisect_left: the first bound >= value, i.e. the bucket with le >= value.
         i = bisect_left(DURATION_BUCKETS, value)
         self.counts[i] += 1
         self.sum += value
         if trace_id:
-            self.exemplars[i] = (trace_id, span_id, value, time.time())
+            now = time.time()
+            current = self.exemplars[i]
+            if current is None or now - current[3] >= EXEMPLAR_INTERVAL_SECONDS:
+                self.exemplars[i] = (trace_id, span_id, value, now)
+                return True
+        return False
 
 
 class ServerRed:

@@ -260,6 +260,17 @@ STACK_COMPONENT_PORTS = (
     "prometheus",
     "alertmanager",
     "alert-sink",
+    # The Collector and Jaeger, when the stack runs them (no --otlp-endpoint).
+    "collector",
+    "collector-grpc",
+    "collector-metrics",
+    "collector-spanmetrics",
+    "collector-health",
+    "jaeger",
+    "jaeger-grpc",
+    "jaeger-otlp",
+    "jaeger-metrics",
+    "jaeger-health",
 )
 
 
@@ -274,6 +285,8 @@ class Stack:
     rules: str = "compressed"
     # More `redline up` arguments (--scrape, --alert-webhook, --env ...).
     extra: list[str] = field(default_factory=list)
+    # More environment for `redline up` itself.
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -284,9 +297,12 @@ class Stack:
         otlp_endpoint: str | None,
         rules: str = "compressed",
         extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Stack:
         ports = {name: free_port() for name in STACK_COMPONENT_PORTS}
-        return cls(base / "state", ports, base / "stack.log", otlp_endpoint, rules, extra or [])
+        return cls(
+            base / "state", ports, base / "stack.log", otlp_endpoint, rules, extra or [], env or {}
+        )
 
     def argv(self, *extra: str) -> list[str]:
         args = [
@@ -316,6 +332,7 @@ class Stack:
             **FAST_PASSWORD_HASHING,
             "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from opentelemetry import trace
 
 from services.chassis import Database, ProblemError
 from services.chassis.errors import PROBLEM_BASE
@@ -104,6 +105,11 @@ class OrderService:
         ORDERS_IN_FLIGHT.inc()
         try:
             order = await self.saga.drive(order_id, recovering=recovering)
+            # On the request's span: Jaeger finds the trace by order.id, and
+            # the trace store keeps every cancelled order (jaeger.yaml).
+            trace.get_current_span().set_attributes(
+                {"order.id": str(order_id), "order.status": order.status}
+            )
             status, body = response_for(order)
             if order.status != "pending":
                 await store.store_response(self.db, order_id, status, body)
