@@ -312,6 +312,11 @@ class Stack:
             if otlp
             else {"OTEL_TRACES_EXPORTER": "none"}
         )
+        if otlp and not o.otlp_endpoint:
+            # The local Collector answers in milliseconds: give up on a wedged
+            # one after 2 s (seconds, in the Python SDK), not the default 10,
+            # so an export thread is not stuck and failures show at once.
+            otel["OTEL_EXPORTER_OTLP_TIMEOUT"] = "2"
         for name in start_order():
             info = SERVICES[name]
             env = {

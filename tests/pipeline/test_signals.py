@@ -1,7 +1,6 @@
-"""The real pipeline: `redline up` with the Collector and Jaeger built from Go modules.
+"""What the pipeline shows its users, through Jaeger's and Prometheus's own APIs.
 
-Everything here is checked through Jaeger's and Prometheus's own APIs, as a
-developer or an SRE would look, not through a stand-in receiver:
+Checked as a developer or an SRE would look, not through a stand-in receiver:
 
 * an order's whole trace is in Jaeger within seconds, found by ``order.id`` and
   by request id, with the saga's steps named;
@@ -20,58 +19,24 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from alerts.slos import SLOS
-from redline.binaries import PROGRAMS, binary_path
 from tests.harness import (
     ADMIN_HEADERS,
     Stack,
     User,
     prom_query,
     prom_value,
-    sign_up,
     wait_until,
 )
 from tests.otlp_receiver import OtlpReceiver
+from tests.pipeline.conftest import SAMPLE_PERCENT
 
 pytestmark = pytest.mark.slow
-
-# The share of ordinary traces Jaeger keeps in this stack.
-SAMPLE_PERCENT = 20
-
-
-@pytest.fixture(scope="module")
-def pipeline(
-    tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver
-) -> Iterator[Stack]:
-    missing = [p.name for n, p in PROGRAMS.items() if binary_path(n) is None]
-    if missing:
-        pytest.fail(
-            f"not built: {', '.join(missing)}; `make test` builds them "
-            "(or `.venv/bin/python -m redline.binaries`)"
-        )
-    s = Stack.build(
-        tmp_path_factory.mktemp("pipeline"),
-        otlp_endpoint=None,
-        extra=[
-            "--trace-sample-percent", str(SAMPLE_PERCENT),
-            "--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
-            "--env", "payments:REDLINE_PROCESSOR_MEDIAN_LATENCY_MS=5",
-        ],
-        env={"REDLINE_LOGS_OTLP_ENDPOINT": otlp.endpoint},
-    ).start(timeout=180)  # fmt: skip
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def user(pipeline: Stack) -> User:
-    return sign_up(pipeline.gateway)
 
 
 def jaeger(stack: Stack, path: str, **params: Any) -> Any:
@@ -132,15 +97,15 @@ def test_an_orders_whole_trace_is_in_jaeger_by_order_id_and_request_id(
     names = {s["operationName"] for s in trace["spans"]}
     assert {"saga reserve_inventory", "saga charge_payment", "saga commit_inventory"} <= names
     assert "POST /api/v1/orders" in names
-    print(f"order trace complete in Jaeger {took:.1f} s after the order; {len(trace['spans'])} spans")
+    print(
+        f"order trace complete in Jaeger {took:.1f} s after the order; {len(trace['spans'])} spans"
+    )
 
     by_request = find_traces(pipeline, "gateway", {"redline.request_id": request_id})
     assert [t["traceID"] for t in by_request] == [trace["traceID"]]
 
 
-def test_every_cancelled_order_and_every_slow_request_is_kept(
-    pipeline: Stack, user: User
-) -> None:
+def test_every_cancelled_order_and_every_slow_request_is_kept(pipeline: Stack, user: User) -> None:
     declined = [place_order(pipeline, user, "pm_card_chargeDeclined") for _ in range(6)]
     assert {r.status_code for r in declined} == {402}, [r.text for r in declined]
 
@@ -151,7 +116,9 @@ def test_every_cancelled_order_and_every_slow_request_is_kept(
     admin = f"{pipeline.url('inventory')}/admin/faults"
     assert httpx.put(admin, json=fault, headers=ADMIN_HEADERS).status_code == 200
     try:
-        slow = [httpx.get(f"{pipeline.gateway}/api/v1/products/{i}", timeout=10) for i in range(1, 5)]
+        slow = [
+            httpx.get(f"{pipeline.gateway}/api/v1/products/{i}", timeout=10) for i in range(1, 5)
+        ]
     finally:
         httpx.delete(admin, headers=ADMIN_HEADERS)
     assert {r.status_code for r in slow} == {200}
@@ -180,8 +147,8 @@ def test_ordinary_traces_are_kept_at_the_configured_share(pipeline: Stack) -> No
             r = c.get(f"/api/v1/products/{1 + i % 300}")
             assert r.status_code == 200
             ids.append(r.headers["x-request-id"])
-    # Everything kept is in Jaeger once the decision wait is over.
-    time.sleep(0)  # (no fixed sleep: the loop below waits on the counts settling)
+    # Everything kept is in Jaeger once the decision wait is over: wait for
+    # the count to stop moving.
 
     def kept() -> tuple[int, int] | None:
         traces = jaeger(
@@ -241,7 +208,9 @@ def test_every_latency_exemplar_resolves_to_a_trace_in_jaeger(pipeline: Stack) -
         all_resolve,
         timeout=20,
         interval=1,
-        message=lambda: f"{len(missing)} of {len(trace_ids)} exemplars not in Jaeger: {sorted(missing)[:5]}",
+        message=lambda: (
+            f"{len(missing)} of {len(trace_ids)} exemplars not in Jaeger: {sorted(missing)[:5]}"
+        ),
     )
     print(f"{len(trace_ids)} exemplars, all in Jaeger")
 
@@ -274,8 +243,14 @@ def test_jaegers_monitor_api_answers_from_the_span_metrics(pipeline: Stack, user
 
     latencies = httpx.get(
         f"{pipeline.url('jaeger')}/api/metrics/latencies",
-        params={"service": "orders", "quantile": 0.95, "endTs": int(time.time() * 1000),
-                "lookback": 300_000, "step": 5_000, "ratePer": 60_000},  # fmt: skip
+        params={
+            "service": "orders",
+            "quantile": 0.95,
+            "endTs": int(time.time() * 1000),
+            "lookback": 300_000,
+            "step": 5_000,
+            "ratePer": 60_000,
+        },
         timeout=10,
     )
     assert latencies.status_code == 200, latencies.text
@@ -307,7 +282,8 @@ def test_log_lines_reach_the_log_exporter_with_their_trace_ids(
         )
 
     record = wait_until(line, timeout=15, message="the access line through the Collector")
-    assert len(record["trace_id"]) == 32 and set(record["trace_id"]) != {"0"}
+    assert len(record["trace_id"]) == 32
+    assert set(record["trace_id"]) != {"0"}
 
 
 def test_no_span_is_lost_between_the_services_and_jaeger(pipeline: Stack) -> None:
@@ -317,7 +293,8 @@ def test_no_span_is_lost_between_the_services_and_jaeger(pipeline: Stack) -> Non
             'sum(otelcol_receiver_accepted_spans_total{job="otel-collector"})',
         )
         sent = prom_value(
-            pipeline.prometheus, 'sum(otelcol_exporter_sent_spans_total{job="otel-collector",exporter="otlp_grpc/jaeger"})'
+            pipeline.prometheus,
+            'sum(otelcol_exporter_sent_spans_total{job="otel-collector",exporter="otlp_grpc/jaeger"})',
         )
         into_jaeger = prom_value(
             pipeline.prometheus, 'sum(otelcol_receiver_accepted_spans_total{job="jaeger"})'
