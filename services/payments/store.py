@@ -117,7 +117,11 @@ async def _order_locked(db: Database, order_id: UUID) -> AsyncIterator[asyncpg.C
 
 
 def charge_key(order_id: UUID) -> str:
-    """The idempotency key of the order's authorisation at the card processor."""
+    """The idempotency key of the order's authorisation at the card processor.
+
+    The order id stands for the client's Idempotency-Key (one order per key):
+    unique across users, and no client-chosen text goes to a third party.
+    """
     return f"charge-{order_id}"
 
 
