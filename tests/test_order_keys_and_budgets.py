@@ -287,3 +287,17 @@ def test_lines_of_one_product_merging_above_the_limit_are_a_422_naming_the_field
     problem = r.json()
     assert problem["errors"][0]["key"] == "items"
     assert "22" in problem["errors"][0]["message"]
+
+
+def test_books_balance_with_no_payment_left_half_way(platform: Platform) -> None:
+    """Run last in this module: whatever the tests above did, no payment is left pending."""
+
+    def settled() -> dict[str, int] | None:
+        orders = httpx.get(f"{platform['orders'].url}/orders/ledger").json()
+        return None if orders["pending_count"] else orders
+
+    orders = wait_until(settled, timeout=30, message="orders stayed pending")
+    payments = httpx.get(f"{platform['payments'].url}/charges/ledger").json()
+    assert payments.get("pending_count", 0) == 0, payments
+    assert payments.get("refunding_count", 0) == 0, payments
+    assert payments.get("charged_cents", 0) == orders["confirmed_cents"]

@@ -167,3 +167,23 @@ def test_the_processor_answers_a_repeated_key_with_the_first_authorisation() -> 
     assert [a.replayed for a in same] == [False] + [True] * 9
     assert other.reference != same[0].reference
     assert processor.authorizations == 2
+
+
+def test_a_charge_whose_process_died_at_the_processor_is_on_record_and_refundable(
+    slow_payments: ServiceProcess,
+) -> None:
+    """SIGKILL mid-call: the intent survives, and the saga's refund settles it."""
+    order = str(uuid.uuid4())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        charging = pool.submit(_charge, slow_payments, order)
+        wait_until(lambda: _at_processor(slow_payments), message="the charge never started")
+        slow_payments.kill()
+        with pytest.raises(httpx.HTTPError):
+            charging.result()
+    slow_payments.start()
+    assert httpx.get(f"{slow_payments.url}/charges/{order}").json()["status"] == "pending"
+    refund = httpx.post(f"{slow_payments.url}/charges/{order}/refund", timeout=10)
+    assert refund.status_code == 200, refund.text
+    assert refund.json()["status"] == "refunded"
+    assert _charge(slow_payments, order).status_code == 200  # a late retry changes nothing
+    assert httpx.get(f"{slow_payments.url}/charges/{order}").json()["status"] == "refunded"
