@@ -1,14 +1,14 @@
 """Charges and refunds, idempotent by order id.
 
 Charge and refund of one order run one at a time, across processes: each
-holds a session-level advisory lock on the order id for its whole course,
-on a pooled connection with no transaction open. The card processor is
-called between two statements, each its own transaction: the first records
-the intent (``pending``, with the idempotency key the processor gets), the
-second the outcome. So no transaction spans the processor's latency, and whatever stops
-a charge half-way (a crash, the caller's deadline) leaves a ``pending`` row;
-the order's next charge or refund asks the processor again with the same key,
-which answers with what it did the first time and never authorises twice.
+holds a session-level advisory lock on the order id for its whole course, on
+a pooled connection with no transaction open. The card processor is called
+between two statements, each its own transaction: the first records the
+intent (``pending``, with the idempotency key the processor gets), the second
+the outcome. So no transaction spans the processor's latency, and whatever
+stops a charge half-way (a crash, the caller's deadline) leaves a ``pending``
+row; the order's next charge or refund asks the processor again with the same
+key, which answers with what it did the first time and never authorises twice.
 A refund that finds no row leaves a ``voided`` one, so a late charge fails.
 """
 
@@ -46,6 +46,13 @@ PROCESSOR_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+PROCESSOR_AUTHORIZATIONS = Counter(
+    "payments_processor_authorizations_total",
+    "Authorisations asked of the card processor; replayed: answered from an earlier call "
+    "with the same idempotency key.",
+    ["replayed"],
+    registry=REGISTRY,
+)
 
 
 class PaymentDeclined(ProblemError):
@@ -79,28 +86,13 @@ def _declined(payment: Payment) -> PaymentDeclined:
     )
 
 
-PROCESSOR_AUTHORIZATIONS = Counter(
-    "payments_processor_authorizations_total",
-    "Authorisations asked of the card processor; replayed: answered from an earlier call "
-    "with the same idempotency key.",
-    ["replayed"],
-    registry=REGISTRY,
-)
-
-
-def _lock_key(order_id: UUID) -> str:
-    return str(order_id)
-
-
 @contextlib.asynccontextmanager
 async def _order_locked(db: Database, order_id: UUID) -> AsyncIterator[asyncpg.Connection]:
     """A connection holding the order's lock, with no transaction open; the lock is
     released on the way out, or ends with the session when that fails."""
     async with db.acquire() as conn:
         try:
-            await conn.execute(
-                "SELECT pg_advisory_lock(hashtextextended($1, 0))", _lock_key(order_id)
-            )
+            await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", str(order_id))
         except BaseException:
             conn.terminate()  # the lock may have been granted as we gave up waiting
             raise
@@ -109,7 +101,7 @@ async def _order_locked(db: Database, order_id: UUID) -> AsyncIterator[asyncpg.C
         finally:
             try:
                 await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", _lock_key(order_id)
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", str(order_id)
                 )
             except BaseException:
                 conn.terminate()
@@ -130,7 +122,7 @@ def refund_key(order_id: UUID) -> str:
 
 
 async def _authorize(
-    conn: asyncpg.Connection, processor: SimulatedProcessor, row: Any
+    conn: asyncpg.Connection, processor: SimulatedProcessor, row: asyncpg.Record
 ) -> asyncpg.Record:
     """Ask the processor for a ``pending`` charge and record the outcome."""
     with PROCESSOR_LATENCY.labels("charge").time():
