@@ -38,7 +38,7 @@ from opentelemetry import trace
 
 from services.chassis import Database, ProblemError
 from services.chassis.http_client import Downstream, DownstreamTimeout, DownstreamUnavailable
-from services.chassis.resilience import deadline_scope
+from services.chassis.resilience import Deadline, current_deadline, set_deadline
 from services.orders import store
 from services.orders.metrics import (
     ORDER_VALUE,
@@ -54,8 +54,20 @@ _log = get_logger("saga")
 _tracer = trace.get_tracer("services.orders.saga")
 
 # Compensations must finish even when the request that started the saga has
-# run out of time: they get a budget of their own.
+# run out of time (a charge that timed out at the deadline is refunded at once,
+# not by the recovery loop a lease later): they get a budget of their own,
+# which replaces the request's rather than nesting inside it.
 COMPENSATION_BUDGET_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def _own_budget(seconds: float) -> Iterator[None]:
+    token = set_deadline(Deadline.after(seconds))
+    try:
+        yield
+    finally:
+        current_deadline.reset(token)
+
 
 # Cancellation reasons (the `reason` label of orders_completed_total).
 OUT_OF_STOCK = "out_of_stock"
@@ -325,7 +337,7 @@ class Saga:
 
     async def _refund(self, order: Order) -> bool:
         with (
-            deadline_scope(COMPENSATION_BUDGET_SECONDS),
+            _own_budget(COMPENSATION_BUDGET_SECONDS),
             self._span("refund_payment", order.id, compensation=True) as span,
         ):
             response = await self._call(
@@ -340,7 +352,7 @@ class Saga:
 
     async def _release(self, order: Order) -> bool:
         with (
-            deadline_scope(COMPENSATION_BUDGET_SECONDS),
+            _own_budget(COMPENSATION_BUDGET_SECONDS),
             self._span("release_inventory", order.id, compensation=True) as span,
         ):
             response = await self._call(

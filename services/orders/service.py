@@ -68,6 +68,46 @@ def response_for(order: Order) -> tuple[int, dict[str, Any]]:
     }
 
 
+# Inventory reserves at most this many units of a product per order (its
+# ReservationItem.quantity); lines of one product are merged before they go there.
+MAX_UNITS_PER_PRODUCT = 1000
+
+
+def merge_lines(data: PlaceOrder) -> dict[int, int]:
+    """Units per product, over all lines; a 422 naming ``items`` when a total is too large."""
+    lines: dict[int, int] = {}
+    for line in data.items:
+        lines[line.product_id] = lines.get(line.product_id, 0) + line.quantity
+    over = {p: q for p, q in sorted(lines.items()) if q > MAX_UNITS_PER_PRODUCT}
+    if over:
+        raise ProblemError(
+            f"At most {MAX_UNITS_PER_PRODUCT} units of a product per order.",
+            status=422,
+            type_slug="validation-error",
+            title="Request validation failed",
+            errors=[
+                {
+                    "key": "items",
+                    "source": "body",
+                    "message": f"Product {p}: {q} units over all lines, "
+                    f"more than {MAX_UNITS_PER_PRODUCT}.",
+                }
+                for p, q in over.items()
+            ],
+        )
+    return lines
+
+
+def _in_progress(order_id: UUID | None) -> ProblemError:
+    return ProblemError(
+        "A request with this Idempotency-Key is still being processed.",
+        status=409,
+        type_slug="idempotency-key-in-progress",
+        headers={"Retry-After": "1"},
+        order_id=str(order_id) if order_id else None,
+    )
+
+
 @dataclass
 class OrderService:
     db: Database
@@ -76,9 +116,7 @@ class OrderService:
 
     async def price(self, data: PlaceOrder) -> list[store.Priced]:
         """Prices and names come from the catalog, never from the client."""
-        lines: dict[int, int] = {}
-        for line in data.items:
-            lines[line.product_id] = lines.get(line.product_id, 0) + line.quantity
+        lines = merge_lines(data)
 
         async def one(product_id: int, quantity: int) -> store.Priced:
             r = await self.inventory.request(
@@ -119,8 +157,11 @@ class OrderService:
 
     async def place(self, user_id: UUID, key: str, data: PlaceOrder) -> tuple[int, Any, bool]:
         """(status, body, replayed)."""
+        merge_lines(data)  # a body no order can come from claims no key
         digest = store.request_hash(msgspec.to_builtins(data))
-        claim = await store.claim_key(self.db, user_id, key, digest)
+        claim = await store.claim_key(
+            self.db, user_id, key, digest, lease_seconds=self.saga.lease_seconds
+        )
         if claim.state is store.KeyState.MISMATCH:
             raise ProblemError(
                 "This Idempotency-Key was used with a different request body.",
@@ -128,40 +169,46 @@ class OrderService:
                 type_slug="idempotency-key-reused",
             )
         if claim.state is store.KeyState.IN_PROGRESS:
-            raise ProblemError(
-                "A request with this Idempotency-Key is still being processed.",
-                status=409,
-                type_slug="idempotency-key-in-progress",
-                headers={"Retry-After": "1"},
-                order_id=str(claim.order_id) if claim.order_id else None,
-            )
+            raise _in_progress(claim.order_id)
         if claim.state is store.KeyState.REPLAY:
             return int(claim.status or 200), claim.body, True
+        order_id = uuid.uuid4()
         try:
             priced = await self.price(data)
+            created = await store.create_order(
+                self.db,
+                order_id=order_id,
+                user_id=user_id,
+                key=key,
+                claim=claim.token,
+                items=priced,
+                payment_method=data.payment_method,
+                owner=self.saga.owner,
+                lease_seconds=self.saga.lease_seconds,
+            )
         except BaseException:
-            # Nothing was created: let the client retry with the same key.
-            await store.release_key(self.db, user_id, key)
+            # Nothing was created (a catalog or database failure, input the
+            # database refuses, cancellation): let the client retry with the key.
+            await self._release(user_id, key, claim.token)
             raise
-        order_id = uuid.uuid4()
-        await store.create_order(
-            self.db,
-            order_id=order_id,
-            user_id=user_id,
-            key=key,
-            items=priced,
-            payment_method=data.payment_method,
-            owner=self.saga.owner,
-            lease_seconds=self.saga.lease_seconds,
-        )
+        if not created:
+            # We were too slow: our claim ran out and another request holds the key.
+            raise _in_progress(None)
         # Shielded: a client that hangs up (or a cancelled handler) must not
         # stop the saga half-way; it finishes and records its response anyway.
         order = await asyncio.shield(asyncio.create_task(self.run(order_id)))
         status, body = response_for(order)
         return status, body, False
 
+    async def _release(self, user_id: UUID, key: str, token: UUID | None) -> None:
+        try:
+            await store.release_key(self.db, user_id, key, token)
+        except Exception as exc:  # the claim's lease frees the key instead
+            _log.warning("idempotency key not released", error=str(exc))
+
     async def recover_forever(self, interval: float) -> None:
-        """Finish sagas whose driver died (this process before a restart, or another)."""
+        """Finish sagas whose driver died (this process before a restart, or another),
+        and purge expired or abandoned idempotency keys."""
         await self.db.ready.wait()
         while True:
             try:
@@ -172,6 +219,9 @@ class OrderService:
 
     async def _recover_once(self) -> None:
         try:
+            purged = await store.purge_expired_keys(self.db)
+            if purged:
+                _log.info("idempotency keys purged", count=purged)
             ids = await store.take_over_stale(
                 self.db,
                 owner=self.saga.owner,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,6 +38,8 @@ class KeyClaim:
     order_id: UUID | None = None
     status: int | None = None
     body: Any = None
+    # NEW only: what proves the claim is still this request's (create_order, release_key).
+    token: UUID | None = None
 
 
 def request_hash(body: Any) -> str:
@@ -46,25 +49,47 @@ def request_hash(body: Any) -> str:
     ).hexdigest()
 
 
-async def claim_key(db: Database, user_id: UUID, key: str, digest: str) -> KeyClaim:
+async def claim_key(
+    db: Database, user_id: UUID, key: str, digest: str, *, lease_seconds: float
+) -> KeyClaim:
+    """Claim the key for this request, or say who has it and what it answered.
+
+    A key is claimed anew when it expired (``expires_at``, 24 hours) or when its
+    claimant created no order within its lease (it died, or failed and could not
+    release the key): either way nothing replays it any more.
+    """
+    token = uuid.uuid4()
     async with db.transaction() as conn:
-        inserted = await conn.fetchval(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash) VALUES ($1, $2, $3) "
-            "ON CONFLICT (user_id, key) DO NOTHING RETURNING true",
+        claimed = await conn.fetchval(
+            """INSERT INTO idempotency_keys
+                   (user_id, key, request_hash, claim_token, claimed_until)
+               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+               ON CONFLICT (user_id, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash,
+                       claim_token = EXCLUDED.claim_token,
+                       claimed_until = EXCLUDED.claimed_until,
+                       order_id = NULL, response_status = NULL, response_body = NULL,
+                       created_at = DEFAULT, expires_at = DEFAULT
+                   WHERE idempotency_keys.expires_at <= now()
+                      OR (idempotency_keys.order_id IS NULL
+                          AND idempotency_keys.claimed_until <= now())
+               RETURNING true""",
             user_id,
             key,
             digest,
+            token,
+            lease_seconds,
         )
-        if inserted:
-            return KeyClaim(KeyState.NEW)
+        if claimed:
+            return KeyClaim(KeyState.NEW, token=token)
         row = await conn.fetchrow(
             "SELECT request_hash, order_id, response_status, response_body "
             "FROM idempotency_keys WHERE user_id = $1 AND key = $2",
             user_id,
             key,
         )
-    if row is None:  # expired and purged between the two statements: try again
-        return await claim_key(db, user_id, key, digest)
+    if row is None:  # purged between the two statements: try again
+        return await claim_key(db, user_id, key, digest, lease_seconds=lease_seconds)
     if row["request_hash"] != digest:
         return KeyClaim(KeyState.MISMATCH, row["order_id"])
     if row["response_status"] is None:
@@ -74,17 +99,23 @@ async def claim_key(db: Database, user_id: UUID, key: str, digest: str) -> KeyCl
     )
 
 
-async def release_key(db: Database, user_id: UUID, key: str) -> None:
+async def release_key(db: Database, user_id: UUID, key: str, token: UUID | None) -> None:
     """Forget a key whose request failed before creating anything, so a retry may run."""
     await db.execute(
-        "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND order_id IS NULL",
+        "DELETE FROM idempotency_keys "
+        "WHERE user_id = $1 AND key = $2 AND order_id IS NULL AND claim_token = $3",
         user_id,
         key,
+        token,
     )
 
 
 async def purge_expired_keys(db: Database) -> int:
-    result = await db.execute("DELETE FROM idempotency_keys WHERE expires_at < now()")
+    """Delete keys past their expiry, and claims abandoned without an order."""
+    result = await db.execute(
+        "DELETE FROM idempotency_keys "
+        "WHERE expires_at < now() OR (order_id IS NULL AND claimed_until < now())"
+    )
     return int(result.split()[-1])
 
 
@@ -94,13 +125,26 @@ async def create_order(
     order_id: UUID,
     user_id: UUID,
     key: str,
+    claim: UUID | None,
     items: list[Priced],
     payment_method: str,
     owner: str,
     lease_seconds: float,
-) -> None:
+) -> bool:
+    """Create the order under its key; False (nothing created) if the claim is no longer ours."""
     total = sum(i.quantity * i.unit_price_cents for i in items)
     async with db.transaction() as conn:
+        ours = await conn.fetchval(
+            "UPDATE idempotency_keys SET order_id = $3 "
+            "WHERE user_id = $1 AND key = $2 AND claim_token = $4 AND order_id IS NULL "
+            "RETURNING true",
+            user_id,
+            key,
+            order_id,
+            claim,
+        )
+        if not ours:
+            return False
         await conn.execute(
             """INSERT INTO orders (id, user_id, status, step, total_cents, payment_method,
                                    lease_owner, lease_until)
@@ -119,15 +163,10 @@ async def create_order(
             [(order_id, i.product_id, i.name, i.quantity, i.unit_price_cents) for i in items],
         )
         await conn.execute(
-            "UPDATE idempotency_keys SET order_id = $3 WHERE user_id = $1 AND key = $2",
-            user_id,
-            key,
-            order_id,
-        )
-        await conn.execute(
             "INSERT INTO saga_events (order_id, step, outcome) VALUES ($1, 'created', 'ok')",
             order_id,
         )
+    return True
 
 
 async def advance(

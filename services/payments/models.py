@@ -7,7 +7,8 @@ from uuid import UUID
 
 import msgspec
 
-PaymentStatus = Literal["charged", "declined", "refunded", "voided"]
+# pending and refunding: recorded before the card processor is called, until its answer.
+PaymentStatus = Literal["pending", "charged", "declined", "refunding", "refunded", "voided"]
 
 
 class ChargeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

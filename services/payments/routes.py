@@ -32,7 +32,7 @@ class ChargesController(Controller):
     async def refund(
         self, request: Request[Any, Any, Any], db: Database, order_id: UUID
     ) -> Payment:
-        """Refund (saga compensation). Idempotent."""
+        """Refund (saga compensation). Idempotent; waits for a charge of the order in flight."""
         return await store.refund(db, request.app.state.ctx.extras["processor"], order_id)
 
     @get("/ledger", include_in_schema=True)
