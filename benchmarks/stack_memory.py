@@ -5,7 +5,7 @@ measures how long after the ready table Prometheus has data for every service,
 lets the stack settle, prints each component's memory (PSS: shared pages split
 among the processes sharing them, so PostgreSQL's shared buffers count once),
 and stops it. The budget is 1.5 GB for PostgreSQL, the five services,
-Prometheus and Alertmanager together.
+Prometheus, Alertmanager, the Collector and Jaeger together.
 
     .venv/bin/python benchmarks/stack_memory.py [--settle 20]
 """
@@ -22,13 +22,14 @@ from pathlib import Path
 import httpx
 
 from redline.cli import memory
-from redline.stack import read_state
+from redline.stack import DEFAULT_PORTS, read_state
 from services.topology import SERVICES
 from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_BYTES = 1.5 * 2**30
-PORTS = (*SERVICES, "postgres", "prometheus", "alertmanager", "alert-sink")
+# Every port `redline up` may open (with the Collector and Jaeger when built).
+PORTS = tuple(DEFAULT_PORTS)
 
 
 def main() -> int:
