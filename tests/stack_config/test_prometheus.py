@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ from tests.stack_config.stack import (
     host_path,
     load_yaml,
     require_repo_file,
+    running,
     tool,
 )
 
@@ -229,32 +227,6 @@ def test_promtool_rejects_a_broken_rendered_rule_file(tmp_path: Path) -> None:
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
         return json.load(response)
-
-
-@contextmanager
-def running(argv: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"{argv[0]} exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=1):  # noqa: S310 (loopback)
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{argv[0]} not ready after 20 s:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_prometheus_starts_from_the_native_command_line_with_exemplar_storage(
