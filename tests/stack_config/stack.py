@@ -16,7 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -135,6 +135,41 @@ def tool(name: str) -> str:
         package = DEBIAN_PACKAGES.get(name, name)
         pytest.fail(f"{name} is not installed: apt-get install --no-install-recommends {package}")
     return path
+
+
+# -------------------------------------------------------------------- dockerfiles
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, keyword: str) -> list[str]:
+        return [rest for kw, rest in self.instructions if kw == keyword]
+
+
+def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """(global ARG defaults, stages) of a Dockerfile; continuation lines joined."""
+    logical = re.sub(r"\\\n", " ", text)
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        rest = " ".join(rest.split())
+        if keyword == "FROM":
+            parts = rest.split()
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else str(len(stages))
+            stages.append(Stage(parts[0], name))
+        elif not stages and keyword == "ARG":
+            key, _, default = rest.partition("=")
+            global_args[key] = default
+        else:
+            stages[-1].instructions.append((keyword, rest))
+    return global_args, stages
 
 
 # ----------------------------------------------------------------------- compose
