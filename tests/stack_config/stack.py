@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
@@ -19,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -523,3 +525,54 @@ def running(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------- compose, on loopback
+@dataclass
+class LoopbackPorts:
+    """Free loopback ports standing in for compose's (service, port) pairs."""
+
+    taken: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __call__(self, service: str, port: int) -> int:
+        if (service, port) not in self.taken:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.taken[(service, port)] = int(s.getsockname()[1])
+        return self.taken[(service, port)]
+
+
+def loopback_env(
+    config: Json, *, own: str, compose: Mapping[str, Json], ports: LoopbackPorts
+) -> dict[str, str]:
+    """The environment that runs a compose-side config on this machine's loopback.
+
+    Each ``${env:...}`` default is read as compose would use it: a listen host
+    becomes 127.0.0.1, a port ``own`` declares becomes a free port, and a
+    ``service:port`` (bare or in a URL) becomes 127.0.0.1 and that service's
+    stand-in port, so two programs started this way find each other as they
+    would by their container names.
+    """
+    env: dict[str, str] = {}
+    for name, default in env_references(config).items():
+        if default is None:
+            continue
+        if default in OWN_HOSTS:
+            env[name] = "127.0.0.1"
+        elif default.isdigit() and int(default) in listening_ports(compose, own):
+            env[name] = str(ports(own, int(default)))
+        else:
+            match = _URL.search(default) or _HOST_PORT.match(default)
+            if match and match["host"] in compose["services"]:
+                host, port = match["host"], int(match["port"])
+                env[name] = default.replace(f"{host}:{port}", f"127.0.0.1:{ports(host, port)}")
+    return env
+
+
+def healthcheck_url(service: Mapping[str, Json], *, own: str, ports: LoopbackPorts) -> str:
+    """The URL a compose health check probes, moved to the service's stand-in port."""
+    (arg,) = [a for a in service["healthcheck"]["test"] if "://" in a]
+    url = urlsplit(arg[arg.index("http") :])  # also "-health.url=http://..."
+    assert url.hostname in OWN_HOSTS, arg
+    assert url.port is not None, arg
+    return f"http://127.0.0.1:{ports(own, url.port)}{url.path}"
