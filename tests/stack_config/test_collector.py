@@ -81,10 +81,22 @@ def kind(component_id: str) -> str:
 
 
 # ---------------------------------------------------------------- collector
+# The logs pipeline's exporter is chosen by ${env:OTELCOL_LOGS_EXPORTER}:
+# Loki's OTLP endpoint in compose, debug/logs natively when no log store is
+# named (redline/stack.py). The Collector ignores a component no pipeline uses.
+LOGS_EXPORTERS = {"compose": "otlp_http/logs", "native": "debug/logs"}
+
+
 def test_collector_pipelines_use_only_defined_components_and_all_of_them(
     collector: dict[str, Any],
 ) -> None:
-    assert pipeline_problems(collector) == []
+    assert pipeline_problems(collector) == [
+        f"exporters.{LOGS_EXPORTERS['native']} is defined but never used"
+    ]
+    native = load_config(COLLECTOR_CONFIG, {"OTELCOL_LOGS_EXPORTER": LOGS_EXPORTERS["native"]})
+    assert pipeline_problems(native) == [
+        f"exporters.{LOGS_EXPORTERS['compose']} is defined but never used"
+    ]
 
 
 def test_pipeline_check_reports_undefined_missing_and_unused_components() -> None:
@@ -138,7 +150,7 @@ def test_logs_from_docker_files_and_otlp_go_to_lokis_otlp_endpoint(
 ) -> None:
     logs = pipelines(collector)["logs"]
     assert set(logs["receivers"]) == {"otlp", "file_log"}
-    assert logs["exporters"] == ["otlp_http/logs"]
+    assert logs["exporters"] == [LOGS_EXPORTERS["compose"]]
     assert collector["exporters"]["otlp_http/logs"]["endpoint"] == "http://loki:3100/otlp"
 
 
