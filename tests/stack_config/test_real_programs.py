@@ -15,6 +15,7 @@ must answer 200.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 from tests.stack_config.stack import (
     COLLECTOR_CONFIG,
     JAEGER_CONFIG,
+    REPO,
     LoopbackPorts,
     clean_env,
     env_references,
@@ -70,6 +72,19 @@ def test_validate_names_a_component_the_distribution_lacks(tmp_path: Path) -> No
     result = validate(go_binary("otelcol"), broken, {})
     assert result.returncode != 0
     assert "kafka" in result.stderr
+
+
+# Jaeger tags each release twice, on one commit: the Go module's v1.x and the
+# v2.x of the binary and image (jaegertracing/jaeger: v1.75.0 and v2.12.0 are
+# commit 1c5531b). Bump both together.
+JAEGER_IMAGE_FOR_MODULE = {"v1.75.0": "jaegertracing/jaeger:2.12.0"}
+
+
+def test_compose_runs_the_jaeger_release_that_the_tests_build(services: dict[str, Any]) -> None:
+    go_mod = (REPO / "telemetry/jaeger/go.mod").read_text()
+    match = re.search(r"^\s*github\.com/jaegertracing/jaeger (v\S+)", go_mod, re.M)
+    assert match is not None
+    assert services["jaeger"]["image"] == JAEGER_IMAGE_FOR_MODULE[match.group(1)]
 
 
 @pytest.mark.parametrize("service", list(PROGRAMS))
