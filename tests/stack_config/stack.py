@@ -149,6 +149,9 @@ class Stage:
     def args(self, keyword: str) -> list[str]:
         return [rest for kw, rest in self.instructions if kw == keyword]
 
+    def keywords(self) -> list[str]:
+        return [kw for kw, _ in self.instructions]
+
 
 def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
     """(global ARG defaults, stages) of a Dockerfile; continuation lines joined."""

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import dockerfile  # type: ignore[import-not-found, unused-ignore]  # Docker's Go parser
 import pytest
 
 from redline import binaries
@@ -119,6 +120,12 @@ def test_collector_image_builds_the_sources_and_flags_redline_binaries_builds(
     wanted = re.search(r"^go (\d+\.\d+)", go_mod, re.M)
     assert wanted is not None
     assert re.fullmatch(rf"golang:{re.escape(wanted.group(1))}\.\d+", args["GO_IMAGE"])
+    # Docker's own parser (the `dockerfile` package) reads the same
+    # instructions, and the entry point in exec form: signals reach the Collector.
+    official = [(c.cmd.upper(), c.json) for c in dockerfile.parse_file(str(COLLECTOR_DOCKERFILE))]
+    ours = ["ARG"] * len(args) + [kw for st in stages for kw in ("FROM", *st.keywords())]
+    assert [cmd for cmd, _ in official] == ours
+    assert dict(official)["ENTRYPOINT"] is True
     # The runtime runs the binary the health check table names.
     (entrypoint,) = runtime.args("ENTRYPOINT")
     (binary,) = json.loads(entrypoint)
