@@ -16,8 +16,9 @@ import yaml
 
 from alerts.paths import ALERTMANAGER_CONFIG
 
-# What the committed file names; `redline up` may run a receiver here.
-DEFAULT_WEBHOOK_BASE = "http://127.0.0.1:9095"
+# What the committed file names: docker compose's alert-sink container.
+# `redline up` and the tests render a copy pointing at their own sink.
+DEFAULT_WEBHOOK_BASE = "http://alert-sink:9095"
 
 
 def load() -> dict[str, Any]:

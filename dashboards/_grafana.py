@@ -7,6 +7,14 @@ at ``maxDataPoints`` 100 (coarse graphs on a wide screen), Stat panels with
 therefore plain dicts built by :func:`target`, and :func:`finalize` fixes up
 every dashboard's JSON after grafanalib renders it. Nothing edits generated
 JSON by hand.
+
+What "correct" means is Grafana's own dashboard schema: the generated files
+pass the strict decoder and ``Validate()`` of Grafana's Foundation SDK
+(tests/stack_config/test_dashboard_schema.py). So :func:`finalize` also drops
+the keys that schema does not have (``editable`` on panels, everything but
+layout on rows, the tag fields of old template variables) and writes the
+panel options it requires with the values Grafana fills in when they are
+missing.
 """
 
 from __future__ import annotations
@@ -25,8 +33,20 @@ SCHEMA_VERSION = 39  # Grafana 10.4 / 11
 Json = dict[str, Any]
 
 # Panel keys grafanalib writes that Grafana ≥ 8 ignores or re-derives.
-_LEGACY_PANEL_KEYS = ("span", "height", "minSpan", "error", "cacheTimeout", "maxDataPoints")
-_LEGACY_DASHBOARD_KEYS = ("rows", "style", "sharedCrosshair", "hideControls", "gnetId")
+_LEGACY_PANEL_KEYS = (
+    "span", "height", "minSpan", "error", "cacheTimeout", "maxDataPoints", "editable",
+)  # fmt: skip
+_LEGACY_DASHBOARD_KEYS = ("rows", "style", "sharedCrosshair", "hideControls", "gnetId", "__inputs")
+_LEGACY_VARIABLE_KEYS = ("tagValuesQuery", "tagsQuery", "useTags")
+# A row is layout only: the schema's RowPanel has these keys and no others.
+_ROW_KEYS = frozenset({"type", "id", "title", "collapsed", "gridPos", "panels", "repeat"})
+# Options the schema requires, with Grafana's own defaults for them.
+_STAT_DEFAULTS = {
+    "wideLayout": True,
+    "showPercentChange": False,
+    "percentChangeColorMode": "standard",
+}
+_HEATMAP_COLOR_DEFAULTS = {"fill": "dark-orange", "exponent": 0.5, "reverse": False}
 _DEFAULT_STEPS = [{"color": "green", "value": None}]
 # The Angular heatmap's settings; Grafana >= 9 reads "options" and ignores them.
 _LEGACY_HEATMAP_KEYS = (
@@ -75,9 +95,13 @@ def finalize(d: Json) -> Json:
     d["schemaVersion"] = SCHEMA_VERSION
     for key in _LEGACY_DASHBOARD_KEYS:
         d.pop(key, None)
+    d.get("timepicker", {}).pop("time_options", None)  # gone from Grafana's time picker
     for panel in iter_panels(d):
         _finalize_panel(panel)
     for var in d.get("templating", {}).get("list", []):
+        for key in _LEGACY_VARIABLE_KEYS:
+            var.pop(key, None)
+        var.get("current", {}).pop("tags", None)
         if var.get("type") == "query":
             var["datasource"] = PROMETHEUS
             var["definition"] = var["query"]
@@ -93,9 +117,10 @@ def _finalize_panel(panel: Json) -> None:
     for key in [k for k, v in panel.items() if v is None]:
         del panel[key]
     if panel.get("type") == "row":
-        panel.pop("datasource", None)
-        panel["targets"] = []
+        for key in set(panel) - _ROW_KEYS:
+            del panel[key]
         return
+    _finalize_options(panel.get("type"), panel.get("options", {}))
     if panel.get("type") == "heatmap":
         for key in _LEGACY_HEATMAP_KEYS:
             panel.pop(key, None)
@@ -109,6 +134,26 @@ def _finalize_panel(panel: Json) -> None:
         thresholds["steps"] = list(_DEFAULT_STEPS)
     for i, t in enumerate(panel.get("targets", [])):
         t["refId"] = t.get("refId") or chr(ord("A") + i)
+
+
+def _finalize_options(kind: str | None, options: Json) -> None:
+    if kind == "stat":
+        for key, value in _STAT_DEFAULTS.items():
+            options.setdefault(key, value)
+    legend = options.get("legend")
+    if isinstance(legend, dict) and kind != "heatmap":
+        legend.setdefault("showLegend", legend.get("displayMode") != "hidden")
+        legend.setdefault("calcs", [])
+    tooltip = options.get("tooltip")
+    if not isinstance(tooltip, dict):
+        return
+    if kind == "heatmap":
+        # The Angular heatmap's on/off became a mode.
+        tooltip.setdefault("mode", "single" if tooltip.pop("show", True) else "none")
+        for key, value in _HEATMAP_COLOR_DEFAULTS.items():
+            options.get("color", {}).setdefault(key, value)
+    else:
+        tooltip.setdefault("sort", "none")
 
 
 def _drop_nulls(obj: Json) -> None:

@@ -60,3 +60,32 @@ def test_finalize_corrects_what_grafanalib_gets_wrong() -> None:
     assert d["templating"]["list"][0]["current"]["text"] == ["All"]
     assert d["panels"][1].keys() >= {"options"}
     assert not d["panels"][1].keys() & {"xAxis", "cards"}
+
+
+def test_finalize_keeps_only_what_grafanas_dashboard_schema_has() -> None:
+    raw = {
+        "__inputs": [],
+        "timepicker": {"refresh_intervals": ["5s"], "time_options": ["5m"]},
+        "panels": [
+            {"type": "row", "title": "R", "editable": True, "targets": [], "links": []},
+            {
+                "type": "stat",
+                "editable": True,
+                "options": {"legend": {"displayMode": "hidden"}, "tooltip": {"mode": "single"}},
+            },
+            {"type": "heatmap", "options": {"tooltip": {"show": True}, "color": {}}},
+        ],
+        "templating": {"list": [{"type": "custom", "useTags": False, "current": {"tags": []}}]},
+    }
+    d = finalize(raw)
+    row, stat, heatmap = d["panels"]
+    assert "__inputs" not in d
+    assert d["timepicker"] == {"refresh_intervals": ["5s"]}
+    assert row == {"type": "row", "title": "R"}
+    assert "editable" not in stat
+    assert stat["options"]["wideLayout"] is True
+    assert stat["options"]["legend"] == {"displayMode": "hidden", "showLegend": False, "calcs": []}
+    assert stat["options"]["tooltip"] == {"mode": "single", "sort": "none"}
+    assert heatmap["options"]["tooltip"] == {"mode": "single"}
+    assert heatmap["options"]["color"]["exponent"] == 0.5
+    assert d["templating"]["list"][0] == {"type": "custom", "current": {}}

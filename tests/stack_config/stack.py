@@ -6,16 +6,26 @@ tests can run them on the real files and on small broken examples alike.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shlex
 import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from redline import binaries
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -23,6 +33,7 @@ DOCKERFILE = REPO / "Dockerfile"
 COLLECTOR_CONFIG = REPO / "telemetry/collector/otelcol.yaml"
 JAEGER_CONFIG = REPO / "telemetry/jaeger/jaeger.yaml"
 PROMETHEUS_DOCKER_CONFIG = REPO / "telemetry/prometheus/prometheus.docker.yml"
+HEALTHCHECK_TABLE = REPO / "docker/healthchecks.yaml"
 LOKI_CONFIG = REPO / "telemetry/loki/loki.yaml"
 GRAFANA_PROVISIONING = REPO / "telemetry/grafana/provisioning"
 POSTGRES_INIT = REPO / "docker/postgres/init-databases.sql"
@@ -44,6 +55,59 @@ Json = Any
 def load_yaml(path: Path) -> Json:
     with path.open(encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+# ${env:NAME} or ${env:NAME:-default}, as the OpenTelemetry Collector (and so
+# Jaeger v2) expands them in its configuration; $${...} is an escaped literal.
+_ENV_REFERENCE = re.compile(r"(?<!\$)\$\{env:(?P<name>[A-Za-z_]\w*)(?::-(?P<default>[^}]*))?\}")
+
+
+def env_references(obj: Json) -> dict[str, str | None]:
+    """Every ``${env:NAME:-default}`` in a loaded config: {NAME: default or None}."""
+    found: dict[str, str | None] = {}
+    if isinstance(obj, dict):
+        for value in obj.values():
+            found |= env_references(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            found |= env_references(value)
+    elif isinstance(obj, str):
+        found |= {m["name"]: m["default"] for m in _ENV_REFERENCE.finditer(obj)}
+    return found
+
+
+def resolve_env(obj: Json, env: Mapping[str, str]) -> Json:
+    """The config as the Collector reads it with ``env``: references expanded.
+
+    A value that is one whole reference takes the type its text has in YAML
+    (``${env:PORT:-8888}`` is the integer 8888), as the Collector's confmap
+    does; a reference inside a longer string is spliced in as text. A variable
+    that is neither set nor defaulted is an error here, not an empty string.
+    """
+    if isinstance(obj, dict):
+        return {key: resolve_env(value, env) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [resolve_env(value, env) for value in obj]
+    if not isinstance(obj, str):
+        return obj
+
+    def value_of(match: re.Match[str]) -> str:
+        name, default = match["name"], match["default"]
+        if name in env:
+            return env[name]
+        if default is None:
+            raise KeyError(f"${{env:{name}}} is neither set nor given a default")
+        return default
+
+    whole = _ENV_REFERENCE.fullmatch(obj)
+    if whole is not None:
+        return yaml.safe_load(value_of(whole))
+    return _ENV_REFERENCE.sub(value_of, obj)
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Json:
+    """A Collector or Jaeger config with its ``${env:...}`` resolved (default: the defaults)."""
+    return resolve_env(load_yaml(path), env or {})
 
 
 def require_repo_file(relative: str) -> Path:
@@ -73,6 +137,44 @@ def tool(name: str) -> str:
         package = DEBIAN_PACKAGES.get(name, name)
         pytest.fail(f"{name} is not installed: apt-get install --no-install-recommends {package}")
     return path
+
+
+# -------------------------------------------------------------------- dockerfiles
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def args(self, keyword: str) -> list[str]:
+        return [rest for kw, rest in self.instructions if kw == keyword]
+
+    def keywords(self) -> list[str]:
+        return [kw for kw, _ in self.instructions]
+
+
+def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """(global ARG defaults, stages) of a Dockerfile; continuation lines joined."""
+    logical = re.sub(r"\\\n", " ", text)
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for raw in logical.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        rest = " ".join(rest.split())
+        if keyword == "FROM":
+            parts = rest.split()
+            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else str(len(stages))
+            stages.append(Stage(parts[0], name))
+        elif not stages and keyword == "ARG":
+            key, _, default = rest.partition("=")
+            global_args[key] = default
+        else:
+            stages[-1].instructions.append((keyword, rest))
+    return global_args, stages
 
 
 # ----------------------------------------------------------------------- compose
@@ -326,3 +428,154 @@ _UNESCAPED_MACRO = re.compile(r"(?<!\$)\$(\{__[\w.\[\]\"']+\}|__\w+)")
 
 def unescaped_macros(text: str) -> list[str]:
     return [m.group(0) for m in _UNESCAPED_MACRO.finditer(text)]
+
+
+# ------------------------------------------------------------- health checks
+_SHELL_SEPARATORS = re.compile(r"\|\||&&|[;|]")
+
+
+def healthcheck_needs(test: Json) -> tuple[bool, list[str]]:
+    """(needs a shell, the programs it runs) of a compose ``healthcheck.test``.
+
+    ``["CMD", prog, ...]`` runs ``prog`` directly; ``["CMD-SHELL", line]`` (or
+    a plain string) runs ``/bin/sh -c line``, which needs a shell and the first
+    word of each command on the line (``exit`` is the shell's own).
+    """
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    kind, *rest = test
+    if kind == "NONE":
+        return False, []
+    if kind == "CMD":
+        return False, rest[:1]
+    if kind != "CMD-SHELL":
+        raise ValueError(f"unknown health check form {kind!r}")
+    programs = []
+    for command in _SHELL_SEPARATORS.split(" ".join(rest)):
+        words = shlex.split(command)
+        if words and words[0] not in ("exit", "true", "false", "test", "["):
+            programs.append(words[0])
+    return True, programs
+
+
+def healthcheck_problems(
+    name: str, image: str, test: Json, table: Mapping[str, Mapping[str, Json]]
+) -> list[str]:
+    """What a health check runs that its image, per the table, does not have."""
+    if image not in table:
+        return [f"{name}: image {image} is not in {HEALTHCHECK_TABLE.name}"]
+    entry = table[image]
+    needs_shell, programs = healthcheck_needs(test)
+    problems = []
+    if needs_shell and not entry["shell"]:
+        problems.append(f"{name}: the shell form needs /bin/sh, which {image} does not have")
+    for program in programs:
+        if program not in entry["commands"]:
+            problems.append(f"{name}: {image} has no {program} (it has {entry['commands']})")
+    return problems
+
+
+# ----------------------------------------------------------- real programs
+def go_binary(name: str) -> Path:
+    """The cached Collector or Jaeger build; a failure that says how to build it."""
+    path = binaries.binary_path(name)
+    if path is None:
+        program = binaries.PROGRAMS[name]
+        pytest.fail(
+            f"{program.name} ({program.release}) is not built: run "
+            "`.venv/bin/python -m redline.binaries` (needs Go; `make test` does it)"
+        )
+    return path
+
+
+def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without the configs' own variables, plus ``extra``."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("OTELCOL_", "JAEGER_"))}
+    return {**keep, **extra}
+
+
+@contextlib.contextmanager
+def running(
+    argv: list[str],
+    ready_url: str,
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``argv``, wait until ``ready_url`` answers 2xx, stop it afterwards."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=dict(env) if env else None
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{argv[0]} exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=1):  # noqa: S310 (loopback)
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{ready_url} not ready after {timeout:.0f} s:\n{log.read_text()}")
+                time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------- compose, on loopback
+@dataclass
+class LoopbackPorts:
+    """Free loopback ports standing in for compose's (service, port) pairs."""
+
+    taken: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __call__(self, service: str, port: int) -> int:
+        if (service, port) not in self.taken:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.taken[(service, port)] = int(s.getsockname()[1])
+        return self.taken[(service, port)]
+
+
+def loopback_env(
+    config: Json, *, own: str, compose: Mapping[str, Json], ports: LoopbackPorts
+) -> dict[str, str]:
+    """The environment that runs a compose-side config on this machine's loopback.
+
+    Each ``${env:...}`` default is read as compose would use it: a listen host
+    becomes 127.0.0.1, a port ``own`` declares becomes a free port, and a
+    ``service:port`` (bare or in a URL) becomes 127.0.0.1 and that service's
+    stand-in port, so two programs started this way find each other as they
+    would by their container names.
+    """
+    env: dict[str, str] = {}
+    for name, default in env_references(config).items():
+        if default is None:
+            continue
+        if default in OWN_HOSTS:
+            env[name] = "127.0.0.1"
+        elif default.isdigit() and int(default) in listening_ports(compose, own):
+            env[name] = str(ports(own, int(default)))
+        else:
+            match = _URL.search(default) or _HOST_PORT.match(default)
+            if match and match["host"] in compose["services"]:
+                host, port = match["host"], int(match["port"])
+                env[name] = default.replace(f"{host}:{port}", f"127.0.0.1:{ports(host, port)}")
+    return env
+
+
+def healthcheck_url(service: Mapping[str, Json], *, own: str, ports: LoopbackPorts) -> str:
+    """The URL a compose health check probes, moved to the service's stand-in port."""
+    (arg,) = [a for a in service["healthcheck"]["test"] if "://" in a]
+    url = urlsplit(arg[arg.index("http") :])  # also "-health.url=http://..."
+    assert url.hostname in OWN_HOSTS, arg
+    assert url.port is not None, arg
+    return f"http://127.0.0.1:{ports(own, url.port)}{url.path}"

@@ -1,4 +1,10 @@
-"""The OpenTelemetry Collector, Jaeger and Loki configs: wired completely, pointing at real ports."""
+"""The OpenTelemetry Collector, Jaeger and Loki configs: wired completely, pointing at real ports.
+
+The Collector's and Jaeger's configs serve compose and `redline up` alike: each
+``${env:NAME:-default}`` defaults to compose's value. These checks read them as
+compose runs them, the references resolved with the compose service's
+environment; test_real_programs.py loads the same files with the real binaries.
+"""
 
 from __future__ import annotations
 
@@ -12,26 +18,56 @@ from tests.stack_config.stack import (
     JAEGER_CONFIG,
     LOKI_CONFIG,
     endpoint_problems,
+    env_references,
+    environment,
     host_path,
+    load_config,
     load_yaml,
     pipeline_problems,
+    resolve_env,
 )
 
 COLLECTOR = "otel-collector"
 
 
 @pytest.fixture(scope="module")
-def collector() -> dict[str, Any]:
-    config = load_yaml(COLLECTOR_CONFIG)
+def collector(services: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(COLLECTOR_CONFIG, environment(services[COLLECTOR]))
     assert isinstance(config, dict)
     return config
 
 
 @pytest.fixture(scope="module")
-def jaeger() -> dict[str, Any]:
-    config = load_yaml(JAEGER_CONFIG)
+def jaeger(services: dict[str, Any]) -> dict[str, Any]:
+    config = load_config(JAEGER_CONFIG, environment(services["jaeger"]))
     assert isinstance(config, dict)
     return config
+
+
+# ---------------------------------------------------------- ${env:...}
+@pytest.mark.parametrize("path", [COLLECTOR_CONFIG, JAEGER_CONFIG], ids=lambda p: p.parent.name)
+def test_every_env_reference_has_a_default_so_compose_needs_no_environment(path: Any) -> None:
+    references = env_references(load_yaml(path))
+    assert references, "the config is meant to be parameterised"
+    assert {name for name, default in references.items() if default is None} == set()
+
+
+def test_env_resolution_types_whole_references_and_splices_partial_ones() -> None:
+    raw = {
+        "port": "${env:P:-8888}",
+        "endpoint": "${env:HOST:-0.0.0.0}:${env:P:-8888}",
+        "escaped": "$${env:P}",
+        "list": ["${env:GLOB:-/var/*.log}"],
+    }
+    assert resolve_env(raw, {}) == {
+        "port": 8888,
+        "endpoint": "0.0.0.0:8888",
+        "escaped": "$${env:P}",
+        "list": ["/var/*.log"],
+    }
+    assert resolve_env(raw, {"P": "4317", "HOST": "127.0.0.1"})["endpoint"] == "127.0.0.1:4317"
+    with pytest.raises(KeyError, match="UNSET"):
+        resolve_env("${env:UNSET}", {})
 
 
 def pipelines(config: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
@@ -45,10 +81,22 @@ def kind(component_id: str) -> str:
 
 
 # ---------------------------------------------------------------- collector
+# The logs pipeline's exporter is chosen by ${env:OTELCOL_LOGS_EXPORTER}:
+# Loki's OTLP endpoint in compose, debug/logs natively when no log store is
+# named (redline/stack.py). The Collector ignores a component no pipeline uses.
+LOGS_EXPORTERS = {"compose": "otlp_http/logs", "native": "debug/logs"}
+
+
 def test_collector_pipelines_use_only_defined_components_and_all_of_them(
     collector: dict[str, Any],
 ) -> None:
-    assert pipeline_problems(collector) == []
+    assert pipeline_problems(collector) == [
+        f"exporters.{LOGS_EXPORTERS['native']} is defined but never used"
+    ]
+    native = load_config(COLLECTOR_CONFIG, {"OTELCOL_LOGS_EXPORTER": LOGS_EXPORTERS["native"]})
+    assert pipeline_problems(native) == [
+        f"exporters.{LOGS_EXPORTERS['compose']} is defined but never used"
+    ]
 
 
 def test_pipeline_check_reports_undefined_missing_and_unused_components() -> None:
@@ -102,8 +150,8 @@ def test_logs_from_docker_files_and_otlp_go_to_lokis_otlp_endpoint(
 ) -> None:
     logs = pipelines(collector)["logs"]
     assert set(logs["receivers"]) == {"otlp", "file_log"}
-    assert logs["exporters"] == ["otlp_http/loki"]
-    assert collector["exporters"]["otlp_http/loki"]["endpoint"] == "http://loki:3100/otlp"
+    assert logs["exporters"] == [LOGS_EXPORTERS["compose"]]
+    assert collector["exporters"]["otlp_http/logs"]["endpoint"] == "http://loki:3100/otlp"
 
 
 def test_file_log_reads_the_container_logs_that_compose_mounts(
@@ -115,7 +163,7 @@ def test_file_log_reads_the_container_logs_that_compose_mounts(
     assert str(mounted).startswith("/var/lib/docker/containers")
     assert services[COLLECTOR]["user"] == "0:0"  # the files are root's, mode 0640
     for name, svc in services.items():
-        if "build" in svc:
+        if svc.get("image") == "redline:dev":
             assert svc["logging"]["driver"] == "json-file", name
 
 

@@ -32,6 +32,7 @@ from tests.stack_config.stack import (
 
 SCHEMA_FILE = Path(__file__).parent / "compose_spec" / "compose-spec.json"
 COLLECTOR = "otel-collector"
+REDLINE_IMAGE = "redline:dev"
 
 
 def schema_errors(document: Any) -> list[str]:
@@ -95,11 +96,14 @@ def test_the_five_services_share_one_image_built_from_the_dockerfile(
     services: dict[str, Any],
 ) -> None:
     built = {name for name, svc in services.items() if "build" in svc}
-    assert set(SERVICES) <= built
     for name in built:
         build = services[name]["build"]
         assert (REPO / build["context"] / build["dockerfile"]).is_file()
-    assert len({services[name]["image"] for name in built}) == 1
+    from_root = {name for name in built if services[name]["build"]["context"] == "."}
+    assert set(SERVICES) <= from_root
+    assert {services[name]["image"] for name in from_root} == {REDLINE_IMAGE}
+    # The only other image built here is the Collector distribution.
+    assert built - from_root == {COLLECTOR}
 
 
 # --------------------------------------------------------------- topology
@@ -207,8 +211,11 @@ def test_endpoint_check_reports_unknown_hosts_and_ports(compose: dict[str, Any])
 
 
 # ------------------------------------------------------- health and order
-def _image_has_healthcheck() -> bool:
-    return "\nHEALTHCHECK " in (REPO / "Dockerfile").read_text()
+def _image_has_healthcheck(service: dict[str, Any]) -> bool:
+    """The Redline image's own HEALTHCHECK (its Dockerfile at the repository root)."""
+    return service.get("image") == REDLINE_IMAGE and (
+        "\nHEALTHCHECK " in (REPO / "Dockerfile").read_text()
+    )
 
 
 def test_everything_waited_for_as_healthy_has_a_health_check(services: dict[str, Any]) -> None:
@@ -217,21 +224,32 @@ def test_everything_waited_for_as_healthy_has_a_health_check(services: dict[str,
             assert dep in services, f"{name} depends on unknown {dep}"
             if condition == "service_healthy":
                 target = services[dep]
-                has_check = "healthcheck" in target or (
-                    "build" in target and _image_has_healthcheck()
-                )
+                has_check = "healthcheck" in target or _image_has_healthcheck(target)
                 assert has_check, f"{name} waits for {dep} to be healthy; it has no check"
 
 
-def test_every_long_running_container_but_the_scratch_collector_has_a_health_check(
-    services: dict[str, Any],
-) -> None:
+def test_every_container_has_a_health_check(services: dict[str, Any]) -> None:
     unchecked = {
         name
         for name, svc in services.items()
-        if "healthcheck" not in svc and not ("build" in svc and _image_has_healthcheck())
+        if "healthcheck" not in svc and not _image_has_healthcheck(svc)
     }
-    assert unchecked == {COLLECTOR}
+    assert unchecked == set()
+
+
+def test_alertmanager_notifies_the_alert_sink_container_and_starts_after_it(
+    services: dict[str, Any], compose: dict[str, Any]
+) -> None:
+    from alerts.alertmanager import load, webhook_urls
+
+    urls = [url for hooks in webhook_urls(load()).values() for url in hooks]
+    assert urls
+    assert {urlsplit(url).netloc for url in urls} == {"alert-sink:9095"}
+    assert endpoint_problems(urls, own="alertmanager", compose=compose) == []
+    sink = services["alert-sink"]
+    assert sink["image"] == REDLINE_IMAGE
+    assert sink["command"][:3] == ["python", "-m", "redline.alert_sink"]
+    assert depends_on(services["alertmanager"])["alert-sink"] == "service_healthy"
 
 
 def test_grafana_starts_after_all_its_data_sources(services: dict[str, Any]) -> None:

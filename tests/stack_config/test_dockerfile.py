@@ -8,50 +8,15 @@ import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 
 import pytest
 
-from tests.stack_config.stack import DOCKERFILE, REPO
+from tests.stack_config.stack import DOCKERFILE, REPO, Stage, parse_dockerfile
 
 HEALTHCHECK_SCRIPT = REPO / "docker/healthcheck.py"
-
-
-@dataclass
-class Stage:
-    base: str
-    name: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def args(self, keyword: str) -> list[str]:
-        return [rest for kw, rest in self.instructions if kw == keyword]
-
-
-def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
-    """(global ARG defaults, stages) of a Dockerfile; continuation lines joined."""
-    logical = re.sub(r"\\\n", " ", text)
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for raw in logical.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        keyword, _, rest = line.partition(" ")
-        keyword = keyword.upper()
-        rest = " ".join(rest.split())
-        if keyword == "FROM":
-            parts = rest.split()
-            name = parts[2] if len(parts) >= 3 and parts[1].upper() == "AS" else str(len(stages))
-            stages.append(Stage(parts[0], name))
-        elif not stages and keyword == "ARG":
-            key, _, default = rest.partition("=")
-            global_args[key] = default
-        else:
-            stages[-1].instructions.append((keyword, rest))
-    return global_args, stages
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import time
+import sys
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from services.topology import SERVICES
 from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
-from tests.harness import free_port
+from tests.harness import free_port, wait_until
 from tests.stack_config.stack import (
     PROMETHEUS_DOCKER_CONFIG,
     REPO,
@@ -24,6 +24,7 @@ from tests.stack_config.stack import (
     host_path,
     load_yaml,
     require_repo_file,
+    running,
     tool,
 )
 
@@ -231,32 +232,6 @@ def _get_json(url: str) -> Any:
         return json.load(response)
 
 
-@contextmanager
-def running(argv: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"{argv[0]} exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(ready_url, timeout=1):  # noqa: S310 (loopback)
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{argv[0]} not ready after 20 s:\n{log.read_text()}")
-                time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_prometheus_starts_from_the_native_command_line_with_exemplar_storage(
     tmp_path: Path,
 ) -> None:
@@ -294,3 +269,35 @@ def test_alertmanager_starts_from_the_native_command_line_without_clustering(
     with running(argv, f"{base}/-/ready", tmp_path / "alertmanager.log"):
         status = _get_json(f"{base}/api/v2/status")
         assert status["cluster"]["status"] == "disabled"
+
+
+def test_alertmanager_notifies_the_compose_alert_sink_command_which_prints_the_alert(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    # The alert-sink container's own command, on a loopback port instead of 9095.
+    command = services["alert-sink"]["command"]
+    sink_port, am_port = free_port(), free_port()
+    argv = [sys.executable, *command[1:]]
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(sink_port)
+    sink_log = tmp_path / "alert-sink.log"
+    config = tmp_path / "alertmanager.yml"
+    # The compose config with the container name swapped for the loopback sink.
+    text = require_repo_file("alerts/alertmanager.yml").read_text()
+    config.write_text(text.replace("http://alert-sink:9095/", f"http://127.0.0.1:{sink_port}/"))
+    am_argv = alertmanager_command_line(config, tmp_path / "data", f"127.0.0.1:{am_port}")
+    am_argv[0] = tool(am_argv[0])
+    am = f"http://127.0.0.1:{am_port}"
+    with (
+        running(argv, f"http://127.0.0.1:{sink_port}/health", sink_log, env={**os.environ}),
+        running(am_argv, f"{am}/-/ready", tmp_path / "alertmanager.log"),
+    ):
+        alert = [{"labels": {"alertname": "ComposeSmoke", "severity": "page", "service": "x"}}]
+        httpx.post(f"{am}/api/v2/alerts", json=alert, timeout=5).raise_for_status()
+        # The pager route waits group_wait (10 s) before its first notification.
+        wait_until(
+            lambda: "[pager] FIRING ComposeSmoke (page, service=x)" in sink_log.read_text(),
+            timeout=30,
+            interval=0.2,
+            message=lambda: f"no notification in the sink's output: {sink_log.read_text()!r}",
+        )
