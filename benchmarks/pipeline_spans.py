@@ -108,7 +108,7 @@ def main() -> int:
             return len(set(counts[1:])) == 1 and counts[0] - counts[1] <= 10
 
         try:
-            wait_until(settled, timeout=60, interval=3, message="the pipeline settling")
+            wait_until(settled, timeout=60, interval=0.5, message="the pipeline settling")
         except AssertionError as exc:
             print(f"not settled: {exc}", file=sys.stderr)
         hops = dict(zip(HOPS, last[-1], strict=True))
