@@ -141,11 +141,9 @@ def build(name: str, *, say: Callable[[str], None] = print) -> Path:
     if code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
         raise BuildError(f"building {program.name} failed: {tail[0]} (full log: {log})")
+    # Builds for other sources stay: checkouts of other commits on this
+    # machine (worktrees, CI's clean clones) use the cache too.
     partial.replace(target)
-    # Older builds of the same program are dead weight.
-    for old in target.parent.glob(f"{program.name}-*"):
-        if old != target and old.suffix not in (".log",):
-            old.unlink(missing_ok=True)
     size = target.stat().st_size / 2**20
     say(f"built {program.name} in {time.monotonic() - started:.0f} s ({size:.0f} MiB): {target}")
     return target

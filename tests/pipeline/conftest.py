@@ -5,7 +5,10 @@ modules) for this package: its signals first (test_signals.py), then its faults
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,8 +28,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
             f"not built: {', '.join(missing)}; `make test` builds them "
             "(or `.venv/bin/python -m redline.binaries`)"
         )
+    base = Path(tempfile.mkdtemp(prefix="redline-pipeline-"))
     s = Stack.build(
-        tmp_path_factory.mktemp("pipeline"),
+        base,
         otlp_endpoint=None,
         extra=[
             "--trace-sample-percent", str(SAMPLE_PERCENT),
@@ -35,8 +39,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
         ],
         env={"REDLINE_LOGS_OTLP_ENDPOINT": otlp.endpoint},
     ).start(timeout=180)  # fmt: skip
-    yield s
-    s.stop()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")
