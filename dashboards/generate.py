@@ -15,7 +15,7 @@ from typing import Any
 
 from grafanalib import core as g
 
-from dashboards import orders, overview, resilience, service
+from dashboards import orders, overview, pipeline, resilience, service
 from dashboards._grafana import render
 
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
@@ -25,6 +25,7 @@ BUILDERS: tuple[Callable[[], g.Dashboard], ...] = (
     service.build,
     resilience.build,
     orders.build,
+    pipeline.build,
 )
 
 

@@ -13,12 +13,14 @@ OVERVIEW = "redline-overview"
 SERVICE = "redline-service"
 RESILIENCE = "redline-resilience"
 ORDERS = "redline-orders"
+PIPELINE = "redline-pipeline"
 
 TITLES: dict[str, str] = {
     OVERVIEW: "Redline / Platform overview",
     SERVICE: "Redline / Service detail",
     RESILIENCE: "Redline / Resilience",
     ORDERS: "Redline / Orders & saga",
+    PIPELINE: "Redline / Telemetry pipeline",
 }
 
 # Grafana data source uids, as telemetry/grafana/provisioning names them.

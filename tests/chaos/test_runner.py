@@ -397,7 +397,10 @@ def test_every_experiment_file_is_valid_and_maps_its_fault_to_alert_panel_and_tr
         evidence = next(e for e in exp["extensions"] if e["name"] == "redline")
         assert {"fault", "alert", "dashboard", "trace"} <= set(evidence), path.name
         funcs = [a["provider"]["func"] for a in exp["method"]]
-        for needed in ("alert_fires", "panel_shows", "trace_shows"):
+        # An experiment whose fault must page no one says so ("none: ...") and
+        # checks that the alert stays quiet instead.
+        alert_check = "alerts_firing" if evidence["alert"].startswith("none") else "alert_fires"
+        for needed in (alert_check, "panel_shows", "trace_shows"):
             assert needed in funcs, f"{path.name} does not check its {needed}"
 
 

@@ -16,6 +16,7 @@ Checked as a developer or an SRE would look, not through a stand-in receiver:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -27,6 +28,7 @@ import pytest
 from alerts.slos import SLOS
 from tests.harness import (
     ADMIN_HEADERS,
+    ROOT,
     Stack,
     User,
     prom_query,
@@ -126,14 +128,14 @@ def test_every_cancelled_order_and_every_slow_request_is_kept(pipeline: Stack, u
     for r in declined:
         order_id = r.json()["order_id"]
         wait_until(
-            lambda order_id=order_id: find_traces(pipeline, "orders", {"order.id": order_id}),
+            functools.partial(find_traces, pipeline, "orders", {"order.id": order_id}),
             timeout=15,
             message=f"cancelled order {order_id}'s trace in Jaeger",
         )
     for r in slow:
         rid = r.headers["x-request-id"]
         wait_until(
-            lambda rid=rid: find_traces(pipeline, "gateway", {"redline.request_id": rid}),
+            functools.partial(find_traces, pipeline, "gateway", {"redline.request_id": rid}),
             timeout=15,
             message=f"slow read {rid}'s trace in Jaeger",
         )
@@ -269,8 +271,11 @@ def test_the_collectors_own_metrics_are_in_prometheus(pipeline: Stack) -> None:
         'otelcol_receiver_accepted_spans_total{job="jaeger"}',
         'up{job="spanmetrics"}',
     ):
-        wait_until(lambda series=series: prom_query(pipeline.prometheus, series), timeout=20,
-                   message=f"{series} in Prometheus")  # fmt: skip
+        wait_until(
+            functools.partial(prom_query, pipeline.prometheus, series),
+            timeout=20,
+            message=f"{series} in Prometheus",
+        )
 
 
 def test_log_lines_reach_the_log_exporter_with_their_trace_ids(
@@ -314,3 +319,27 @@ def test_no_span_is_lost_between_the_services_and_jaeger(pipeline: Stack) -> Non
     )
     assert not failed
     print(f"{accepted:.0f} spans accepted by the Collector, all sent to and accepted by Jaeger")
+
+
+def test_the_pipeline_dashboard_has_data(pipeline: Stack) -> None:
+    """Every panel of the pipeline dashboard draws something; the loss panel only on loss."""
+    dashboard = json.loads((ROOT / "dashboards/generated/redline-pipeline.json").read_text())
+    panels = [p for p in dashboard["panels"] if p.get("targets")]
+    assert len(panels) >= 6
+
+    def drawn(panel: dict[str, Any]) -> bool:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "10s")
+            now = time.time()
+            r = httpx.get(
+                f"{pipeline.prometheus}/api/v1/query_range",
+                params={"query": expr, "start": now - 120, "end": now, "step": "2s"},
+                timeout=10,
+            )
+            r.raise_for_status()
+            if any(series["values"] for series in r.json()["data"]["result"]):
+                return True
+        return False
+
+    empty = [p["title"] for p in panels if p["title"] != "Spans lost, by stage" and not drawn(p)]
+    assert not empty, f"panels with no data: {empty}"
