@@ -44,9 +44,7 @@ _Dumper.add_representer(str, _str)
 
 
 def dump_all(objects: list[dict[str, Any]]) -> str:
-    body = yaml.dump_all(
-        objects, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True
-    )
+    body = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
     return HEADER + "---\n" + body
 
 

@@ -166,7 +166,7 @@ def http_probe(path: str, port: str, *, period: int, failures: int, timeout: int
 
 def tmp_volume() -> tuple[Obj, Obj]:
     """A writable /tmp on a read-only root filesystem."""
-    return {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"}
+    return {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
 
 
 def secret_env(name: str, secret: str, key: str) -> Obj:
@@ -187,7 +187,7 @@ def db_secret(info: ServiceInfo) -> str:
     return f"{info.name}-db"
 
 
-APP_SECRET = "redline-app"  # keys: jwt-secret, admin-token
+APP_SECRET = "redline-app"  # noqa: S105 (a Secret's name; keys: jwt-secret, admin-token)
 # The services that sign or verify access tokens.
 TOKEN_SERVICES = ("gateway", "accounts", "orders")
 
@@ -599,7 +599,7 @@ def collector_env(role: str, memory_limit_mib: int) -> list[Obj]:
         # No log store in these manifests and no node log files read (see the
         # README): parsed OTLP log records go to the debug exporter.
         {"name": "OTELCOL_LOGS_EXPORTER", "value": "debug/logs"},
-        {"name": "OTELCOL_LOG_FILES", "value": "/tmp/no-log-files/*.log"},
+        {"name": "OTELCOL_LOG_FILES", "value": "/tmp/no-log-files/*.log"},  # noqa: S108
     ]
 
 
@@ -717,7 +717,10 @@ def collector_objects() -> list[Obj]:
         network_policy(
             agent,
             "telemetry",
-            [{"from": [FROM_NAMESPACE], "ports": otlp}, {"from": [FROM_MONITORING], "ports": metrics}],
+            [
+                {"from": [FROM_NAMESPACE], "ports": otlp},
+                {"from": [FROM_MONITORING], "ports": metrics},
+            ],
         )
     )
     out.append(
@@ -732,7 +735,9 @@ def collector_objects() -> list[Obj]:
     )
     out.append(service_monitor(agent, "metrics", selector=selector(agent)))
     out.append(service_monitor(gateway, "metrics", selector=selector(gateway)))
-    out.append(service_monitor(gateway, "spanmetrics", selector=selector(gateway), job="spanmetrics"))
+    out.append(
+        service_monitor(gateway, "spanmetrics", selector=selector(gateway), job="spanmetrics")
+    )
     return out
 
 

@@ -1,0 +1,325 @@
+"""The Kubernetes manifests, rendered by a real kustomize and checked offline.
+
+No cluster runs here: what is checked is what an API server would check
+(Kubernetes' own schemas, the Prometheus Operator's CRDs, strict about unknown
+fields), the house policy, and the properties the manifests promise (who may
+reach a database, the ops port, the shutdown budget, secrets by reference).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alerts.paths import rule_files
+from deploy.kubernetes import checks, generate
+from deploy.kubernetes import manifests as m
+from redline.binaries import HOW_TO_GET_GO, binary_path
+from services.topology import SERVICES
+
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def kustomize() -> Path:
+    path = binary_path("kustomize")
+    if path is None:
+        pytest.fail(
+            f"kustomize is not built: `.venv/bin/python -m redline.binaries` ({HOW_TO_GET_GO})"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered(kustomize: Path) -> dict[str, list[Obj]]:
+    return {overlay: checks.render(overlay, kustomize) for overlay in checks.OVERLAYS}
+
+
+def find(objects: list[Obj], kind: str, name: str) -> Obj:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} objects"
+    return matches[0]
+
+
+def config_of(objects: list[Obj], deployment: Obj) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    (ref,) = container["envFrom"]
+    data: dict[str, str] = find(objects, "ConfigMap", ref["configMapRef"]["name"])["data"]
+    return data
+
+
+def test_the_committed_base_is_what_the_sources_generate() -> None:
+    stale = generate.stale()
+    assert stale == [], f"regenerate with `python -m deploy.kubernetes`: {stale}"
+
+
+@pytest.mark.parametrize("overlay", checks.OVERLAYS)
+def test_each_overlay_matches_the_kubernetes_and_prometheus_operator_schemas(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    objects = rendered[overlay]
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "DaemonSet", "StatefulSet", "ServiceMonitor", "PrometheusRule"} <= kinds
+    assert checks.schema_errors(objects) == []
+
+
+def test_the_schema_check_refuses_unknown_fields_and_wrong_types(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["dev"]
+    deployment = copy.deepcopy(find(objects, "Deployment", "orders"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pat"] = "/"
+    monitor = copy.deepcopy(find(objects, "ServiceMonitor", "orders"))
+    monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+    rule = copy.deepcopy(find(objects, "PrometheusRule", "redline-services"))
+    rule["spec"]["groups"][0]["rules"][0]["for"] = 5
+    errors = checks.schema_errors([deployment, monitor, rule])
+    assert len(errors) == 3, errors
+    assert "'pat' was unexpected" in errors[0]
+    assert "'intervall' was unexpected" in errors[1]
+    assert "is not of type 'string'" in errors[2]
+
+
+@pytest.mark.parametrize("overlay", checks.OVERLAYS)
+def test_every_workload_keeps_the_house_policy(
+    rendered: dict[str, list[Obj]], overlay: str
+) -> None:
+    assert checks.policy_violations(rendered[overlay]) == []
+
+
+def test_the_policy_refuses_a_container_without_probes(rendered: dict[str, list[Obj]]) -> None:
+    objects = copy.deepcopy(rendered["dev"])
+    container = find(objects, "Deployment", "inventory")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        del container[probe]
+    assert checks.policy_violations(objects) == [
+        "Deployment/inventory container inventory: no startupProbe",
+        "Deployment/inventory container inventory: no livenessProbe",
+        "Deployment/inventory container inventory: no readinessProbe",
+    ]
+
+
+def test_the_policy_refuses_secrets_as_values_and_services_selecting_nothing(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = copy.deepcopy(rendered["dev"])
+    container = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "REDLINE_JWT_SECRET", "value": "hunter2"})
+    find(objects, "Service", "payments")["spec"]["selector"] = {"app.kubernetes.io/name": "payment"}
+    assert checks.policy_violations(objects) == [
+        "Deployment/gateway container gateway: REDLINE_JWT_SECRET has a value; reference a Secret",
+        "Service/payments: selects no Deployment, StatefulSet or DaemonSet",
+    ]
+
+
+def ingress_rules(objects: list[Obj], name: str) -> list[Obj]:
+    policy = find(objects, "NetworkPolicy", name)
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": name}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules: list[Obj] = policy["spec"]["ingress"]
+    return rules
+
+
+def test_each_database_is_reachable_only_from_its_own_service(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["prod"]
+    databases = [s for s in SERVICES.values() if s.has_database]
+    assert databases
+    for info in databases:
+        (rule,) = ingress_rules(objects, f"{info.name}-postgres")
+        assert rule["from"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": info.name}}}
+        ]
+        assert rule["ports"] == [{"port": "postgres", "protocol": "TCP"}]
+
+
+def test_the_ops_port_is_a_config_value_reachable_only_from_the_namespace(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["prod"]
+    for info in SERVICES.values():
+        deployment = find(objects, "Deployment", info.name)
+        ports = {
+            p["name"]: p["containerPort"]
+            for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        }
+        config = config_of(objects, deployment)
+        assert int(config["REDLINE_OPS_PORT"]) == ports["ops"] != ports["http"]
+        assert int(config["REDLINE_PORT"]) == ports["http"] == info.port
+        ops_rules = [
+            r
+            for r in ingress_rules(objects, info.name)
+            if {"port": "ops", "protocol": "TCP"} in r["ports"]
+        ]
+        assert [r["from"] for r in ops_rules] == [[{"podSelector": {}}]]
+        # The public port: only from the callers topology.py names (and Prometheus).
+        callers = sorted(s.name for s in SERVICES.values() if info.name in s.calls)
+        (public,) = [r for r in ingress_rules(objects, info.name) if r not in ops_rules]
+        allowed = sorted(
+            f["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for f in public.get("from", [])
+            if "podSelector" in f
+        )
+        assert allowed == callers
+
+
+def test_the_grace_period_covers_pre_stop_drain_and_graceful_timeout(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    for overlay, objects in rendered.items():
+        for info in SERVICES.values():
+            deployment = find(objects, "Deployment", info.name)
+            pod = deployment["spec"]["template"]["spec"]
+            config = config_of(objects, deployment)
+            pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+            needed = (
+                pre_stop
+                + float(config["REDLINE_DRAIN_SECONDS"])
+                + float(config["REDLINE_GRACEFUL_TIMEOUT_SECONDS"])
+            )
+            assert pre_stop > 0
+            assert float(config["REDLINE_DRAIN_SECONDS"]) > 0
+            assert pod["terminationGracePeriodSeconds"] >= needed + 5, (overlay, info.name)
+
+
+def test_probes_map_to_the_health_endpoints(rendered: dict[str, list[Obj]]) -> None:
+    for info in SERVICES.values():
+        container = find(rendered["prod"], "Deployment", info.name)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        paths = {
+            p: container[p]["httpGet"]["path"]
+            for p in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
+        assert paths == {
+            "startupProbe": "/health/live",
+            "livenessProbe": "/health/live",
+            "readinessProbe": "/health/ready",
+        }
+        assert {container[p]["httpGet"]["port"] for p in paths} == {"http"}
+
+
+def test_secrets_are_referenced_and_never_part_of_the_manifests(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["prod"]
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    text = yaml.safe_dump_all(objects)
+    assert "redline-docker-dev-secret" not in text
+    for info in SERVICES.values():
+        env = {
+            e["name"]: e
+            for e in find(objects, "Deployment", info.name)["spec"]["template"]["spec"][
+                "containers"
+            ][0]["env"]
+        }
+        refs = {
+            n: e["valueFrom"]["secretKeyRef"]
+            for n, e in env.items()
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+        if info.has_database:
+            assert refs["DATABASE_URL"] == {"name": f"{info.name}-db", "key": "url"}
+        if info.name in ("gateway", "accounts", "orders"):
+            assert refs["REDLINE_JWT_SECRET"] == {"name": "redline-app", "key": "jwt-secret"}
+        assert "optional" not in refs.get("REDLINE_JWT_SECRET", {})
+
+
+def test_prometheus_rules_are_the_files_prometheus_loads(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["prod"]
+    rules = [o for o in objects if o["kind"] == "PrometheusRule"]
+    expected = {
+        str(p.relative_to(m.ROOT)): yaml.safe_load(p.read_text(encoding="utf-8"))["groups"]
+        for p in rule_files()
+    }
+    assert len(expected) >= 5
+    assert {
+        r["metadata"]["annotations"]["redline.io/source"]: r["spec"]["groups"] for r in rules
+    } == expected
+
+
+def test_every_service_is_scraped_under_its_own_name_as_job(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["prod"]
+    for info in SERVICES.values():
+        monitor = find(objects, "ServiceMonitor", info.name)
+        selected = [
+            s
+            for s in objects
+            if s["kind"] == "Service"
+            and monitor["spec"]["selector"]["matchLabels"].items()
+            <= s["metadata"].get("labels", {}).items()
+        ]
+        # Exactly one Service (not the headless one too: every pod would be
+        # scraped twice), named as the job the rules and dashboards select.
+        assert [s["metadata"]["name"] for s in selected] == [info.name]
+        assert monitor["spec"]["endpoints"][0]["port"] == "http"
+        assert "relabelings" not in monitor["spec"]["endpoints"][0]
+
+
+def test_dashboards_are_configmaps_for_the_grafana_sidecar(rendered: dict[str, list[Obj]]) -> None:
+    maps = [
+        o
+        for o in rendered["prod"]
+        if o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    generated = sorted(m.DASHBOARDS_DIR.glob("*.json"))
+    assert len(maps) == len(generated) >= 4
+    for cm, path in zip(maps, generated, strict=True):
+        assert cm["data"] == {path.name: path.read_text(encoding="utf-8")}
+        json.loads(cm["data"][path.name])
+
+
+def test_the_collector_roles_use_the_repository_config(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["prod"]
+    (config_map,) = [o for o in objects if o["metadata"]["name"].startswith("otelcol-config-")]
+    source = m.COLLECTOR_CONFIG.read_text(encoding="utf-8")
+    assert config_map["data"]["config.yaml"].endswith(source)
+    agent = find(objects, "DaemonSet", "otel-agent")
+    gateway = find(objects, "Deployment", "otel-collector")
+
+    def env(o: Obj) -> dict[str, str]:
+        return {
+            e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    assert env(agent)["OTELCOL_TRACES_ENDPOINT"] == "otel-collector:4317"
+    assert env(gateway)["OTELCOL_TRACES_ENDPOINT"] == "jaeger:4317"
+    # Every ${env:VAR} the manifests set is one the config reads.
+    for name in {*env(agent), *env(gateway)}:
+        assert f"${{env:{name}:-" in source, name
+    assert find(objects, "Service", "otel-agent")["spec"]["internalTrafficPolicy"] == "Local"
+
+
+def test_the_migrate_init_container_applies_the_migrations(
+    rendered: dict[str, list[Obj]], new_database: Callable[[str], str]
+) -> None:
+    init = find(rendered["prod"], "Deployment", "accounts")["spec"]["template"]["spec"][
+        "initContainers"
+    ][0]
+    assert init["command"][:2] == ["python", "-c"]
+    dsn = new_database("kube_migrate")
+    env = {**os.environ, "DATABASE_URL": dsn}
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, *init["command"][1:]]
+    first = subprocess.run(
+        argv, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert first.returncode == 0, first.stderr
+    assert "migrations applied: ['0001_" in first.stdout
+    again = subprocess.run(
+        argv, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "migrations applied: none"
