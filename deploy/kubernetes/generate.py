@@ -81,8 +81,8 @@ def kustomization(resources: list[str]) -> str:
         {"name": f"{name}-config", "envs": [f"services/{name}.env"]} for name in SERVICES
     ]
     generators += [
-        {"name": "otelcol-config", "files": ["config.yaml=telemetry/otelcol.yaml"]},
-        {"name": "jaeger-config", "files": ["config.yaml=telemetry/jaeger.yaml"]},
+        {"name": "otelcol-config", "files": ["config.yaml=telemetry/config/otelcol.yaml"]},
+        {"name": "jaeger-config", "files": ["config.yaml=telemetry/config/jaeger.yaml"]},
     ]
     document = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -122,8 +122,9 @@ def outputs() -> dict[Path, Callable[[], str]]:
             resources.append(f"databases/{info.name}-postgres.yaml")
     files[BASE_DIR / "telemetry" / "collector.yaml"] = lambda: dump_all(m.collector_objects())
     files[BASE_DIR / "telemetry" / "jaeger.yaml"] = lambda: dump_all(m.jaeger_objects())
-    files[BASE_DIR / "telemetry" / "otelcol.yaml"] = partial(_copy, m.COLLECTOR_CONFIG)
-    files[BASE_DIR / "telemetry" / "jaeger-config.yaml"] = partial(_copy, m.JAEGER_CONFIG)
+    # The configs themselves, where the kustomization may read them (its own folder).
+    files[BASE_DIR / "telemetry" / "config" / "otelcol.yaml"] = partial(_copy, m.COLLECTOR_CONFIG)
+    files[BASE_DIR / "telemetry" / "config" / "jaeger.yaml"] = partial(_copy, m.JAEGER_CONFIG)
     resources += ["telemetry/collector.yaml", "telemetry/jaeger.yaml"]
     files[BASE_DIR / "monitoring" / "prometheus-rules.yaml"] = lambda: dump_all(
         m.prometheus_rules()

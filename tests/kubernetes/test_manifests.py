@@ -25,6 +25,7 @@ from deploy.kubernetes import checks, generate
 from deploy.kubernetes import manifests as m
 from redline.binaries import HOW_TO_GET_GO, binary_path
 from services.topology import SERVICES
+from tests.stack_config.stack import clean_env, go_binary
 
 Obj = dict[str, Any]
 
@@ -283,9 +284,13 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar(rendered: dict[str, l
 
 def test_the_collector_roles_use_the_repository_config(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["prod"]
-    (config_map,) = [o for o in objects if o["metadata"]["name"].startswith("otelcol-config-")]
+    for prefix, path in (
+        ("otelcol-config-", m.COLLECTOR_CONFIG),
+        ("jaeger-config-", m.JAEGER_CONFIG),
+    ):
+        (config_map,) = [o for o in objects if o["metadata"]["name"].startswith(prefix)]
+        assert config_map["data"]["config.yaml"].endswith(path.read_text(encoding="utf-8"))
     source = m.COLLECTOR_CONFIG.read_text(encoding="utf-8")
-    assert config_map["data"]["config.yaml"].endswith(source)
     agent = find(objects, "DaemonSet", "otel-agent")
     gateway = find(objects, "Deployment", "otel-collector")
 
@@ -323,3 +328,46 @@ def test_the_migrate_init_container_applies_the_migrations(
     )
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "migrations applied: none"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "program"),
+    [
+        ("DaemonSet", "otel-agent", "otelcol"),
+        ("Deployment", "otel-collector", "otelcol"),
+        ("Deployment", "jaeger", "jaeger"),
+    ],
+)
+def test_the_real_program_validates_its_config_with_the_pods_environment(
+    rendered: dict[str, list[Obj]], tmp_path: Path, kind: str, name: str, program: str
+) -> None:
+    objects = rendered["prod"]
+    pod = find(objects, kind, name)["spec"]["template"]["spec"]
+    (config_volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    config = find(objects, "ConfigMap", config_volume["configMap"]["name"])["data"]["config.yaml"]
+    path = tmp_path / "config.yaml"
+    path.write_text(config, encoding="utf-8")
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    # Every variable the pod sets is one the config reads.
+    assert all(f"${{env:{variable}:-" in config for variable in env), env
+    result = subprocess.run(
+        [str(go_binary(program)), "validate", f"--config={path}"],
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_gateway_scales_on_a_series_the_services_export(rendered: dict[str, list[Obj]]) -> None:
+    hpa = find(rendered["prod"], "HorizontalPodAutoscaler", "gateway")
+    (custom,) = [metric for metric in hpa["spec"]["metrics"] if metric["type"] == "Pods"]
+    name = custom["pods"]["metric"]["name"]
+    catalog = yaml.safe_load((m.ROOT / "alerts" / "metrics_catalog.yaml").read_text("utf-8"))
+    # A gauge the gateway exports: an average per pod means something.
+    assert catalog["metrics"][name]["type"] == "gauge"
+    exporters = catalog["metrics"][name]["exported_by"]
+    assert "gateway" in [job for group in exporters for job in catalog["job_groups"][group]]
+    assert custom["pods"]["target"]["type"] == "AverageValue"
