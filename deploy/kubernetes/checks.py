@@ -9,8 +9,10 @@
   against the CRDs of :data:`PROMETHEUS_OPERATOR_VERSION` vendored in
   ``schemas/`` (made strict the same way);
 * :func:`policy_violations` holds every workload to the house rules: probes,
-  requests and limits, a locked-down securityContext, named ports, Services
-  that select a workload, secrets never written as values.
+  requests and limits, a locked-down securityContext (the Pod Security
+  Standards' `restricted` profile the namespace enforces, and a read-only root
+  filesystem), no host namespaces or paths, named ports, Services that select a
+  workload and target its named ports, secrets never written as values.
 """
 
 from __future__ import annotations
@@ -185,8 +187,16 @@ def policy_violations(objects: list[Obj]) -> list[str]:
         if spec is None:
             continue
         workloads.append(obj)
-        if spec.get("securityContext", {}).get("runAsNonRoot") is not True:
+        pod_sc = spec.get("securityContext", {})
+        if pod_sc.get("runAsNonRoot") is not True:
             out.append(f"{ident(obj)}: pod securityContext.runAsNonRoot is not true")
+        if pod_sc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            out.append(f"{ident(obj)}: pod seccompProfile is not RuntimeDefault")
+        if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+            out.append(f"{ident(obj)}: shares a host namespace")
+        for volume in spec.get("volumes", []):
+            if "hostPath" in volume:
+                out.append(f"{ident(obj)}: hostPath volume {volume['name']}")
         for role, c in _containers(spec):
             out.extend(_container_violations(f"{ident(obj)} {role} {c['name']}", role, c))
     for svc in (o for o in objects if o["kind"] == "Service"):

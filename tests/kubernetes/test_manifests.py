@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from alerts.paths import rule_files
+from dashboards.links import PROMETHEUS as PROMETHEUS_DATASOURCE
 from deploy.kubernetes import checks, generate
 from deploy.kubernetes import manifests as m
 from redline.binaries import HOW_TO_GET_GO, binary_path
@@ -371,3 +372,32 @@ def test_the_gateway_scales_on_a_series_the_services_export(rendered: dict[str, 
     exporters = catalog["metrics"][name]["exported_by"]
     assert "gateway" in [job for group in exporters for job in catalog["job_groups"][group]]
     assert custom["pods"]["target"]["type"] == "AverageValue"
+
+
+def test_the_monitoring_stack_values_match_the_manifests(rendered: dict[str, list[Obj]]) -> None:
+    """The Helm values for the monitoring namespace (not installed here) name what the manifests serve."""
+    values_dir = m.ROOT / "deploy" / "kubernetes" / "helm-values"
+    stack = yaml.safe_load((values_dir / "kube-prometheus-stack.yaml").read_text("utf-8"))
+    adapter = yaml.safe_load((values_dir / "prometheus-adapter.yaml").read_text("utf-8"))
+    objects = rendered["prod"]
+    grafana = stack["grafana"]
+    assert grafana["sidecar"]["datasources"]["uid"] == PROMETHEUS_DATASOURCE["uid"]
+    (jaeger_source,) = grafana["additionalDataSources"]
+    jaeger_port = {
+        p["name"]: p["port"] for p in find(objects, "Service", "jaeger")["spec"]["ports"]
+    }["query-http"]
+    assert jaeger_source["url"] == f"http://jaeger.{generate.NAMESPACE}.svc:{jaeger_port}"
+    assert (
+        grafana["sidecar"]["datasources"]["exemplarTraceIdDestinations"]["datasourceUid"]
+        == (jaeger_source["uid"])
+    )
+    sidecar = grafana["sidecar"]["dashboards"]
+    dashboard = next(o for o in objects if "grafana_dashboard" in o["metadata"].get("labels", {}))
+    assert dashboard["metadata"]["labels"][sidecar["label"]] == sidecar["labelValue"]
+    assert sidecar["folderAnnotation"] in dashboard["metadata"]["annotations"]
+    (rule,) = adapter["rules"]["custom"]
+    hpa = find(objects, "HorizontalPodAutoscaler", "gateway")
+    (custom,) = [metric for metric in hpa["spec"]["metrics"] if metric["type"] == "Pods"]
+    assert rule["name"]["as"] == custom["pods"]["metric"]["name"]
+    assert rule["seriesQuery"].startswith(custom["pods"]["metric"]["name"] + "{")
+    assert f"{adapter['prometheus']['url']}:{adapter['prometheus']['port']}" == m.PROMETHEUS_URL
