@@ -86,8 +86,8 @@ SHUTDOWN = Shutdown()
 
 # benchmarks/stack_memory.py: every service 59-61 MiB PSS at rest. The request
 # is twice that (a full pool, buffers under load); the limit twice again. One
-# uvicorn worker is one Python thread doing the work, so one core is the most
-# it can use: a limit of 1 CPU never throttles useful work. 250m requested: the
+# uvicorn worker does its work on one Python thread (the span exporter's is
+# light), so a limit of 1 CPU hardly ever throttles it. 250m requested: the
 # e2e benchmark (benchmarks/e2e_orders.py) keeps two cores busy with five
 # services and PostgreSQL at ~50 orders/s, about 0.3-0.4 core per service.
 SERVICE_RESOURCES: Obj = {
