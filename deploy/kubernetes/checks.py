@@ -221,3 +221,32 @@ def policy_violations(objects: list[Obj]) -> list[str]:
             if isinstance(target, str) and selected and target not in named:
                 out.append(f"{ident(svc)}: targetPort {target} is no container port of its pods")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``kustomize build overlays/prod | python -m deploy.kubernetes.checks -``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.kubernetes.checks",
+        description="Check rendered manifests: Kubernetes and CRD schemas, then the policy.",
+    )
+    parser.add_argument("file", help="rendered manifests (YAML, several documents); - for stdin")
+    args = parser.parse_args(argv)
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    objects = [d for d in yaml.safe_load_all(text) if d]
+    problems = [f"schema: {e}" for e in schema_errors(objects)]
+    problems += [f"policy: {v}" for v in policy_violations(objects)]
+    for line in problems:
+        print(line)
+    print(
+        f"{len(objects)} objects, {len(problems)} problems "
+        f"(Kubernetes {KUBERNETES_VERSION}, Prometheus Operator {PROMETHEUS_OPERATOR_VERSION})",
+        file=sys.stderr,
+    )
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -71,7 +71,8 @@ def test_each_overlay_matches_the_kubernetes_and_prometheus_operator_schemas(
     objects = rendered[overlay]
     kinds = {o["kind"] for o in objects}
     assert {"Deployment", "DaemonSet", "StatefulSet", "ServiceMonitor", "PrometheusRule"} <= kinds
-    assert checks.schema_errors(objects) == []
+    errors = checks.schema_errors(objects)
+    assert not errors, "\n".join(["schema errors:", *errors])
 
 
 def test_the_schema_check_refuses_unknown_fields_and_wrong_types(
@@ -95,7 +96,8 @@ def test_the_schema_check_refuses_unknown_fields_and_wrong_types(
 def test_every_workload_keeps_the_house_policy(
     rendered: dict[str, list[Obj]], overlay: str
 ) -> None:
-    assert checks.policy_violations(rendered[overlay]) == []
+    violations = checks.policy_violations(rendered[overlay])
+    assert not violations, "\n".join(["policy violations:", *violations])
 
 
 def test_the_policy_refuses_a_container_without_probes(rendered: dict[str, list[Obj]]) -> None:
