@@ -84,8 +84,8 @@ class Shutdown:
 
 SHUTDOWN = Shutdown()
 
-# benchmarks/stack_memory.py: every service 59-61 MiB PSS at rest. The request
-# is twice that (a full pool, buffers under load); the limit twice again. One
+# benchmarks/stack_memory.py: every service 69-71 MiB PSS at rest. The request
+# is about twice that (a full pool, buffers under load); the limit twice again. One
 # uvicorn worker does its work on one Python thread (the span exporter's is
 # light), so a limit of 1 CPU hardly ever throttles it. 250m requested: the
 # e2e benchmark (benchmarks/e2e_orders.py) keeps two cores busy with five
@@ -99,16 +99,18 @@ MIGRATE_RESOURCES: Obj = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"cpu": "500m", "memory": "128Mi"},
 }
-# stack_memory.py: PostgreSQL with four databases, 59 MiB PSS at rest; its
+# stack_memory.py: PostgreSQL with four databases, 56 MiB PSS at rest; its
 # shared_buffers (128 MiB by default) fill as the data is read.
 POSTGRES_RESOURCES: Obj = {
     "requests": {"cpu": "100m", "memory": "192Mi"},
     "limits": {"cpu": "1", "memory": "512Mi"},
 }
-# The Collector refuses data at its memory_limiter before the kernel kills it:
-# OTELCOL_MEMORY_LIMIT_MIB is 80 % of the container's limit (spike 20 %).
+# The Collector (stack_memory.py: 64 MiB at rest) refuses data at its
+# memory_limiter before the kernel kills it: OTELCOL_MEMORY_LIMIT_MIB is 80 %
+# of the container's limit (spike 20 %).
 AGENT_MEMORY_LIMIT_MIB = 256
 GATEWAY_MEMORY_LIMIT_MIB = 512
+# Jaeger: 60 MiB at rest (stack_memory.py), plus up to 50,000 traces in memory.
 JAEGER_RESOURCES: Obj = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"cpu": "1", "memory": "1Gi"},
