@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -403,3 +404,36 @@ def test_the_monitoring_stack_values_match_the_manifests(rendered: dict[str, lis
     assert rule["name"]["as"] == custom["pods"]["metric"]["name"]
     assert rule["seriesQuery"].startswith(custom["pods"]["metric"]["name"] + "{")
     assert f"{adapter['prometheus']['url']}:{adapter['prometheus']['port']}" == m.PROMETHEUS_URL
+
+
+def scraped_jobs(objects: list[Obj]) -> set[str]:
+    """The `job` label of every target the ServiceMonitors make (the Service's name unless relabelled)."""
+    jobs = set()
+    for monitor in (o for o in objects if o["kind"] == "ServiceMonitor"):
+        wanted = monitor["spec"]["selector"]["matchLabels"].items()
+        services = [
+            s["metadata"]["name"]
+            for s in objects
+            if s["kind"] == "Service" and wanted <= s["metadata"].get("labels", {}).items()
+        ]
+        for endpoint in monitor["spec"]["endpoints"]:
+            relabelled = [
+                r["replacement"]
+                for r in endpoint.get("relabelings", [])
+                if r.get("targetLabel") == "job"
+            ]
+            jobs.update(relabelled or services)
+    return jobs
+
+
+def test_every_job_the_rules_and_dashboards_name_is_scraped(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    sources = [*rule_files(), *sorted(m.DASHBOARDS_DIR.glob("*.json"))]
+    named = {
+        job
+        for path in sources
+        for job in re.findall(r'job=\\?"([a-z-]+)\\?"', path.read_text(encoding="utf-8"))
+    }
+    assert {"gateway", "otel-collector", "spanmetrics"} <= named
+    assert named <= scraped_jobs(rendered["prod"])
