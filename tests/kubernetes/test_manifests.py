@@ -496,3 +496,26 @@ def test_each_service_accepts_its_pod_environment(
     assert sorted(dependencies) == sorted(SERVICES[name].calls)
     for dep, config in dependencies.items():
         assert config.base_url == f"http://{dep}:{SERVICES[dep].port}"
+
+
+def seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+def test_every_rate_window_in_the_rules_spans_four_scrapes(rendered: dict[str, list[Obj]]) -> None:
+    """rate() needs two samples; four leave room for a missed scrape."""
+    intervals = {
+        seconds(endpoint["interval"])
+        for monitor in rendered["prod"]
+        if monitor["kind"] == "ServiceMonitor"
+        for endpoint in monitor["spec"]["endpoints"]
+    }
+    windows = {
+        seconds(window)
+        for rule in rendered["prod"]
+        if rule["kind"] == "PrometheusRule"
+        for window in re.findall(r"\[(\d+[smhd])\]", json.dumps(rule["spec"]))
+    }
+    assert intervals
+    assert windows
+    assert min(windows) >= 4 * max(intervals), (min(windows), max(intervals))
