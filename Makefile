@@ -11,7 +11,7 @@ SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alert
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
                docker-compose:docker-compose
 
-.PHONY: up test lint fmt bench dashboards install system-deps binaries clean help
+.PHONY: up test lint fmt bench dashboards kubernetes install system-deps binaries clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,11 +43,15 @@ bench: install system-deps  ## Run the benchmarks (prints numbers; takes minutes
 dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards
 
+kubernetes: install  ## Regenerate the Kubernetes base (deploy/kubernetes/base)
+	$(RUN)/python -m deploy.kubernetes
+
 install: $(VENV)/.installed
 
-# The Collector and Jaeger, built from pinned Go modules into ~/.cache/redline
-# when missing or stale (minutes, once); without Go, `make up` runs without them.
-binaries: install  ## Build the OpenTelemetry Collector and Jaeger (needs Go)
+# The Collector and Jaeger (and kustomize, for the manifest tests), built from
+# pinned Go modules into ~/.cache/redline when missing or stale (minutes, once);
+# without Go, `make up` runs without them.
+binaries: install  ## Build the OpenTelemetry Collector, Jaeger and kustomize (needs Go)
 	$(RUN)/python -m redline.binaries
 
 $(UV):

@@ -1,4 +1,4 @@
-"""The two Go programs of the telemetry pipeline, built from pinned modules and cached.
+"""The Go programs Redline runs, built from pinned modules and cached.
 
 No registry ships an OpenTelemetry Collector or a Jaeger v2 binary this
 project can install, but both build from Go modules:
@@ -7,7 +7,9 @@ project can install, but both build from Go modules:
   Collector with the components Redline's config names (the only Go Redline owns);
 * ``jaeger``: ``telemetry/jaeger``, a go.mod whose only content is Jaeger
   v1.75.0 (= Jaeger 2.12) as a tool. Built from modules, it serves the query
-  API but not the UI, whose assets come from a separate npm build.
+  API but not the UI, whose assets come from a separate npm build;
+* ``kustomize``: ``deploy/kubernetes/kustomize``, kustomize v5.8.2 as a tool,
+  which renders the Kubernetes manifests for their tests.
 
 A binary is cached under a key hashed from its go.mod, go.sum, Go sources and
 the Go version, so a version bump rebuilds and a second run costs nothing. The
@@ -59,6 +61,19 @@ PROGRAMS: dict[str, GoProgram] = {
     ),
 }
 
+# Programs the tests use and `redline up` does not start.
+TOOLS: dict[str, GoProgram] = {
+    # Renders deploy/kubernetes for the manifest tests (no kubectl here).
+    "kustomize": GoProgram(
+        "kustomize",
+        ROOT / "deploy" / "kubernetes" / "kustomize",
+        "sigs.k8s.io/kustomize/kustomize/v5",
+        "kustomize v5.8.2",
+    ),
+}
+
+ALL: dict[str, GoProgram] = {**PROGRAMS, **TOOLS}
+
 HOW_TO_GET_GO = "install Go >= 1.26 (https://go.dev/dl/) and run `make up` again"
 
 
@@ -97,7 +112,7 @@ def binary_path(name: str) -> Path | None:
     go = go_command()
     if go is None:
         return None
-    program = PROGRAMS[name]
+    program = ALL[name]
     path = cache_dir() / f"{program.name}-{cache_key(program, _go_version(go))}"
     return path if path.exists() else None
 
@@ -107,7 +122,7 @@ def build(name: str, *, say: Callable[[str], None] = print) -> Path:
     go = go_command()
     if go is None:
         raise BuildError(f"cannot build {name}: `go` is not on PATH; {HOW_TO_GET_GO}")
-    program = PROGRAMS[name]
+    program = ALL[name]
     target = cache_dir() / f"{program.name}-{cache_key(program, _go_version(go))}"
     if target.exists():
         return target
@@ -154,24 +169,22 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m redline.binaries",
         description="Build the Collector and Jaeger from pinned Go modules, when missing.",
     )
-    parser.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"of {sorted(PROGRAMS)}; default: all"
-    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"of {sorted(ALL)}; default: all")
     parser.add_argument(
         "--require", action="store_true", help="exit 1 when Go is missing (the tests need both)"
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.names) - set(PROGRAMS))
+    unknown = sorted(set(args.names) - set(ALL))
     if unknown:
-        parser.error(f"unknown program {unknown[0]!r}; choose from {sorted(PROGRAMS)}")
+        parser.error(f"unknown program {unknown[0]!r}; choose from {sorted(ALL)}")
     if go_command() is None:
         print(
-            f"skipped: the Collector and Jaeger (`go` is not on PATH; {HOW_TO_GET_GO})",
+            f"skipped: the Collector, Jaeger and kustomize (`go` is not on PATH; {HOW_TO_GET_GO})",
             file=sys.stderr,
         )
         return 1 if args.require else 0
     try:
-        for name in args.names or PROGRAMS:
+        for name in args.names or ALL:
             build(name)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

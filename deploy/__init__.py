@@ -1,0 +1,1 @@
+"""Deployment descriptions of Redline beyond docker compose."""

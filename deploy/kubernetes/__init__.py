@@ -1,0 +1,1 @@
+"""Kubernetes manifests: a generated kustomize base, hand-written overlays, offline checks."""

@@ -1,0 +1,5 @@
+import sys
+
+from deploy.kubernetes.generate import main
+
+sys.exit(main())
