@@ -197,6 +197,10 @@ class Stack:
                 "role": comp.role,
                 "ready_url": comp.ready_url,
                 "restarts": comp.restarts,
+                # Wall-clock start of the current process, for `redline status`'s uptime.
+                "started_at": time.time() - (time.monotonic() - comp.started_at)
+                if comp.proc
+                else None,
             }
         if self.pg is not None:
             components["postgres"] = {
@@ -432,7 +436,7 @@ class Stack:
     def _start_collector(self, binary: Path) -> str:
         """The OpenTelemetry Collector in front of Jaeger; returns its OTLP/HTTP endpoint."""
         o = self.o
-        logs = o.state_dir / "logs"
+        logs = log_dir(o.state_dir)
         env = {
             "OTELCOL_LISTEN_HOST": o.host,
             "OTELCOL_OTLP_HTTP_PORT": str(o.ports["collector"]),
@@ -590,9 +594,24 @@ class Stack:
         return "\n".join(lines)
 
 
-def run_foreground(options: StackOptions) -> int:
-    """`redline up`: start everything, print the table, supervise until a signal."""
-    sup = Supervisor(log_dir=options.state_dir / "logs")
+def log_dir(state_dir: Path) -> Path:
+    """Where each component's output is kept, one ``<name>.log`` each (`redline logs`)."""
+    return state_dir / "logs"
+
+
+def run_foreground(options: StackOptions, *, json_logs: bool = False) -> int:
+    """`redline up`: start everything, print the table, supervise until a signal.
+
+    On a terminal the services' JSON lines are shown concise (``--json``: as
+    written); the files under ``<state>/logs/`` always hold them as written.
+    """
+    from redline.console.logfmt import render
+
+    tty = sys.stdout.isatty() and not json_logs
+    sup = Supervisor(
+        log_dir=log_dir(options.state_dir),
+        render=(lambda line: render(line, colour=True)) if tty else None,
+    )
     with exclusive(options.state_dir):
         stack = Stack(options, sup)
 
