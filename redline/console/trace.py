@@ -111,9 +111,7 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.1f}ms" if us < 1_000_000 else f"{us / 1_000_000:.2f}s"
 
 
-def waterfall(
-    trace: Trace, *, width: int = 100, colour: bool = False, bar_width: int = 40
-) -> list[str]:
+def waterfall(trace: Trace, *, width: int = 120, colour: bool = False) -> list[str]:
     """The lines ``redline trace`` prints: a header, one row per span in tree order, a legend."""
     if not trace.spans:
         return [f"trace {trace.trace_id}: no spans"]
@@ -128,7 +126,6 @@ def waterfall(
         f"trace {trace.trace_id}  {_ms(total)}  {len(trace.spans)} spans  "
         f"services: {', '.join(services)}" + (f"  errors: {errors}" if errors else "")
     ]
-    label_width = max(20, width - bar_width - 14)
     rows: list[tuple[int, Span]] = []
 
     def visit(span: Span, depth: int) -> None:
@@ -138,6 +135,10 @@ def waterfall(
 
     for root in trace.roots():
         visit(root, 0)
+    # The labels as wide as they need, up to 60% of the line; the bars take the rest.
+    needed = max(len(f"{'  ' * d}{s.service}: {s.name}") for d, s in rows)
+    label_width = max(20, min(needed, int(width * 0.6)))
+    bar_width = max(10, width - label_width - 16)
     for depth, s in rows:
         mark = ("!" if s.error else " ") + ("*" if s.span_id in crit else " ")
         label = f"{'  ' * depth}{s.service}: {s.name}"
