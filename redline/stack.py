@@ -370,7 +370,9 @@ class Stack:
                 restart=o.restart,
             )
         )
-        self.rows.append(("alertmanager", self.url("alertmanager"), "alerts (Alertmanager UI)"))
+        self.rows.append(
+            ("alertmanager", self.url("alertmanager"), "alerts (API only: `redline alerts`)")
+        )
 
     def _start_prometheus(self) -> None:
         o = self.o
@@ -401,7 +403,11 @@ class Stack:
             )
         )
         self.rows.append(
-            ("prometheus", self.url("prometheus"), "metrics and exemplars (Prometheus UI)")
+            (
+                "prometheus",
+                self.url("prometheus") + "/classic/graph",
+                "metrics, alert rules (classic UI)",
+            )
         )
 
     def _start_jaeger(self, binary: Path) -> None:
