@@ -446,12 +446,22 @@ def run(
     from rich.live import Live
 
     console = Console(file=out)
+
+    def screen() -> Any:
+        snap = collector.collect()
+        # The busiest routes get the rows the other tables leave on the screen.
+        rows = len(snap.problems) + len(snap.services) + len(snap.slos) + len(snap.alerts)
+        rows += len(
+            {(b.job, b.breaker) for b in snap.breakers}
+            | {(h.job, h.bulkhead) for h in snap.bulkheads}
+        )
+        spare = console.size.height - rows - 14
+        return render_rich(snap, max_routes=max(3, spare))
+
     try:
-        with Live(
-            render_rich(collector.collect()), console=console, screen=True, auto_refresh=False
-        ) as live:
+        with Live(screen(), console=console, screen=True, auto_refresh=False) as live:
             while True:
                 sleep(interval)
-                live.update(render_rich(collector.collect()), refresh=True)
+                live.update(screen(), refresh=True)
     except KeyboardInterrupt:
         return 0
