@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -119,9 +120,17 @@ def test_status_reports_every_component_and_its_memory(stack: Stack) -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
+    rows = {ln.split()[0]: ln.split() for ln in result.stdout.splitlines()[2:]}
+    state = stack.state() or {}
+    # component, pid, process, probe, restarts, uptime, memory, url
+    assert rows["supervisor"][1] == str(state["pid"])
     for name in (*SERVICES, "prometheus", "alertmanager", "postgres"):
-        assert name in result.stdout
-    assert "total" in result.stdout
+        comp = state["components"][name]
+        assert rows[name][1] == str(comp["pid"]), rows[name]
+        assert rows[name][2] == "running"
+        assert rows[name][4] == str(comp.get("restarts", 0))
+        assert re.fullmatch(r"\d+[mh]\d\d[sm]", rows[name][5]), rows[name]
+    assert "total" in rows
 
 
 def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
