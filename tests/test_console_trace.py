@@ -219,7 +219,7 @@ def test_redline_trace_says_in_one_line_when_jaeger_is_not_there(stack: Stack) -
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         f"redline: Jaeger is not reachable at {url} (ConnectError); "
-        "start it (`jaeger` on PATH) or pass --jaeger URL"
+        "`redline up` runs it when Go can build it (see `redline status`), or pass --jaeger URL"
     ]
 
 

@@ -136,16 +136,19 @@ class Jaeger:
     def close(self) -> None:
         self._client.close()
 
+    def _unreachable(self, exc: Exception) -> SourceError:
+        return SourceError(
+            f"Jaeger is not reachable at {self.url} ({exc.__class__.__name__}); `redline up` "
+            "runs it when Go can build it (see `redline status`), or pass --jaeger URL"
+        )
+
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """The trace in Jaeger's JSON, or None when Jaeger does not have it."""
         url = f"{self.url}/api/traces/{trace_id}"
         try:
             r = self._client.get(url)
         except httpx.HTTPError as exc:
-            raise SourceError(
-                f"Jaeger is not reachable at {self.url} ({exc.__class__.__name__}); "
-                "start it (`jaeger` on PATH) or pass --jaeger URL"
-            ) from None
+            raise self._unreachable(exc) from None
         if r.status_code == 404:
             return None
         if r.status_code >= 400:
@@ -165,10 +168,7 @@ class Jaeger:
                 },
             )
         except httpx.HTTPError as exc:
-            raise SourceError(
-                f"Jaeger is not reachable at {self.url} ({exc.__class__.__name__}); "
-                "start it (`jaeger` on PATH) or pass --jaeger URL"
-            ) from None
+            raise self._unreachable(exc) from None
         if r.status_code >= 400:
             return []
         out: list[dict[str, Any]] = r.json().get("data") or []
