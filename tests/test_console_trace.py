@@ -21,7 +21,14 @@ import httpx
 import pytest
 
 from redline.console.logfmt import render
-from redline.console.trace import Span, Trace, critical_path, from_jaeger, waterfall
+from redline.console.trace import (
+    Span,
+    Trace,
+    critical_path,
+    from_jaeger,
+    path_time_by_service,
+    waterfall,
+)
 from redline.stack import log_dir
 from redline.supervisor import Component, Supervisor
 from tests.harness import ROOT, Stack, free_port, sign_up, traceparent
@@ -112,7 +119,8 @@ def test_an_orders_waterfall_shows_every_service_in_tree_order_and_its_critical_
     assert lines[0].startswith(f"trace {trace_id} ")
     shown = set(lines[0].split("services: ")[1].split("  ")[0].split(", "))
     assert {"gateway", "orders", "inventory", "payments"} <= shown
-    rows = lines[1:-1]
+    rows = lines[1:-2]
+    assert lines[-1].startswith("critical path by service: ")
     assert len(rows) == len(received)
     root = trace.roots()[0]
     assert root.service == "gateway"
@@ -139,7 +147,9 @@ def test_a_span_that_ran_in_the_shadow_of_a_longer_sibling_is_off_the_critical_p
             Span("leaf", "long", "orders", "SELECT", 5, 80),
         ),
     )
-    assert critical_path(trace) == {"root", "long", "tail", "leaf"}
+    crit = critical_path(trace)
+    assert crit == {"root", "long", "tail", "leaf"}
+    assert path_time_by_service(trace, crit) == [("orders", 90), ("payments", 6), ("gateway", 4)]
 
 
 def test_jaegers_json_gives_the_same_trace_as_the_spans_it_was_made_of(
@@ -164,7 +174,7 @@ def test_an_error_span_is_marked() -> None:
             Span("2", "1", "orders", "POST /orders", 100, 800, error=True),
         ),
     )
-    rows = waterfall(trace, width=80)[1:-1]
+    rows = waterfall(trace, width=80)[1:-2]
     assert rows[1].startswith("!*")
     assert not rows[0].startswith("!")
 
