@@ -65,7 +65,12 @@ def test_an_order_shows_up_as_red_series_with_an_exemplar_whose_trace_was_export
         ("payments", "/charges"),
     ):
         q = f'http_server_request_duration_seconds_count{{job="{job}",http_route="{route}"}}'
-        assert (prom_value(stack.prometheus, q) or 0) >= 1, q
+        # Each target is scraped on its own offset: the gateway's may come first.
+        wait_until(
+            lambda q=q: (prom_value(stack.prometheus, q) or 0) >= 1,  # type: ignore[misc]
+            timeout=10,
+            message=q,
+        )
 
     def exemplar_traces() -> set[str]:
         now = time.time()
