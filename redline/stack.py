@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
@@ -33,11 +33,12 @@ from alerts.slo import COMPRESSED, NORMAL
 from redline.alert_sink import AlertSink
 from redline.binaries import PROGRAMS, BuildError, binary_path, build
 from redline.supervisor import Component, StartupError, Supervisor
-from services.chassis.app import database_name
-from services.chassis.db import ensure_database
-from services.chassis.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from services.topology import SERVICES, start_order
-from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
+
+if TYPE_CHECKING:
+    # services.chassis and telemetry are imported where used: they bring
+    # Litestar, seconds that `redline status`, `logs` or `top` should not wait for.
+    from services.chassis.pgserver import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".redline"
@@ -242,6 +243,8 @@ class Stack:
         if found["grafana"]:
             wanted.append("grafana")
         if not o.database_url:
+            from services.chassis.pgserver import EmbeddedPostgres
+
             self.pg = EmbeddedPostgres(
                 o.state_dir / "pgdata", port=o.ports["postgres"], host=o.host
             )
@@ -292,6 +295,8 @@ class Stack:
         if self.pg is None:
             assert self.o.database_url
             return self.o.database_url.rsplit("/", 1)[0]
+        from services.chassis.pgserver import EmbeddedPostgresError
+
         self.sup.say(f"PostgreSQL: data in {self.pg.data_dir}")
         try:
             self.pg.ensure_running()
@@ -304,6 +309,9 @@ class Stack:
         return base
 
     def _start_services(self, base_dsn: str, otlp: str | None) -> None:
+        from services.chassis.app import database_name
+        from services.chassis.db import ensure_database
+
         o = self.o
         urls = {SERVICES[n].url_variable: self.url(n) for n in SERVICES}
         otel = (
@@ -351,6 +359,8 @@ class Stack:
             self._write_state("starting")
 
     def _start_alertmanager(self) -> None:
+        from telemetry.prometheus.config import alertmanager_command_line
+
         o = self.o
         assert self.sink is not None
         config = o.state_dir / "alertmanager.yml"
@@ -375,6 +385,8 @@ class Stack:
         )
 
     def _start_prometheus(self) -> None:
+        from telemetry.prometheus.config import command_line, native_config
+
         o = self.o
         profile = COMPRESSED if o.rules_profile == "compressed" else NORMAL
         targets = {name: f"{o.host}:{o.ports[name]}" for name in SERVICES}
