@@ -11,7 +11,7 @@ SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alert
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
                docker-compose:docker-compose
 
-.PHONY: up test lint fmt bench dashboards kubernetes install system-deps binaries clean help
+.PHONY: up test lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,11 +34,22 @@ fmt: install  ## Format the code
 
 # The benchmarks also count instructions under valgrind; the tests do not need it.
 bench: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
-bench: install system-deps  ## Run the benchmarks (prints numbers; takes minutes)
-	$(RUN)/python benchmarks/instrumentation_overhead.py
-	$(RUN)/python benchmarks/instruction_counts.py
-	$(RUN)/python benchmarks/resilience_bench.py
-	$(RUN)/python benchmarks/http_client.py
+# Durations are estimates from each script's rounds and run times.
+bench: install system-deps  ## Run the instrumentation and client benchmarks (~12 min)
+	$(RUN)/python benchmarks/instrumentation_overhead.py  # ~3 min
+	$(RUN)/python benchmarks/instruction_counts.py        # ~5 min (valgrind)
+	$(RUN)/python benchmarks/resilience_bench.py          # ~2 min
+	$(RUN)/python benchmarks/http_client.py               # ~2 min
+
+bench-all: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
+bench-all: bench  ## Run every benchmark the README quotes (~25 min)
+	$(RUN)/python benchmarks/server_span.py               # ~1 min
+	$(RUN)/python benchmarks/otlp_encoding.py             # ~1 min
+	$(RUN)/python benchmarks/red_metrics.py               # ~1 min
+	$(RUN)/python benchmarks/log_line.py                  # ~1 min
+	$(RUN)/python benchmarks/e2e_orders.py                # ~3 min (starts a stack)
+	$(RUN)/python benchmarks/locust_throughput.py         # ~4 min
+	$(RUN)/python benchmarks/stack_memory.py              # ~1.5 min (starts a stack)
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards

@@ -9,18 +9,16 @@ gateway beside the gateway's own (dashboards/loadtest.py).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from grafanalib import core as g
 
 from alerts.slo import LatencySLI
-from alerts.slo_rules import BUDGET_REMAINING, ERROR_BUDGET, ERROR_RATIO_30D, error_ratio_series
+from alerts.slo_rules import ERROR_RATIO_30D
 from alerts.slos import GATEWAY_AVAILABILITY, GATEWAY_LATENCY, SLOS
-from dashboards import links, loadtest
+from dashboards import links, loadtest, signals
 from dashboards._grafana import field_links, place, target
 from dashboards._panels import stat, timeseries
-from dashboards._promql import HTTP, SERVER_5XX, quantile, ratio, ratio_numerator_or_zero, sum_rate
 from dashboards.nav import dashboard_links
 
 _SERVICE_LINK = field_links(
@@ -30,20 +28,18 @@ _SERVICE_LINK = field_links(
         + "&${__url_time_range}",
     )
 )
-_ALL = "{}"
 
 
 def _slo_panels() -> list[Any]:
     panels: list[Any] = []
     for slo in (GATEWAY_AVAILABILITY, GATEWAY_LATENCY):
         what = "latency" if isinstance(slo.sli, LatencySLI) else "availability"
-        sel = f'{{slo="{slo.name}"}}'
         panels.append(
             stat(
                 f"Gateway {what}, last 30 days",
                 f"Share of good requests over the SLO window: {slo.description}. "
                 f"Objective {slo.objective:.1%}. From the recording rule {ERROR_RATIO_30D}.",
-                [target(f"1 - {ERROR_RATIO_30D}{sel}", "attained")],
+                [target(signals.slo_attained(slo.name), "attained")],
                 "percentunit",
                 decimals=2,
                 thresholds=(("red", None), ("green", slo.objective)),
@@ -54,7 +50,7 @@ def _slo_panels() -> list[Any]:
                 f"Gateway {what} error budget left",
                 "Share of the 30-day error budget not yet spent; below 0 it is overspent and "
                 "risky changes should wait. The burn-rate alerts fire long before it runs out.",
-                [target(f"{BUDGET_REMAINING}{sel}", "remaining")],
+                [target(signals.slo_budget_left(slo.name), "remaining")],
                 "percentunit",
                 decimals=1,
                 thresholds=(("red", None), ("orange", 0.25), ("green", 0.5)),
@@ -64,14 +60,13 @@ def _slo_panels() -> list[Any]:
 
 
 def _burn_rate() -> Any:
-    one_hour = error_ratio_series(timedelta(hours=1))
     return timeseries(
         "Error budget burn rate (1 h window), every SLO",
         "How many times faster than sustainable each SLO spends its budget over the last hour: "
         "1 spends exactly the budget in 30 days; the page threshold is 14.4. SLOs: "
         + ", ".join(s.name for s in SLOS)
         + ".",
-        [target(f"{one_hour} / on (slo, service) {ERROR_BUDGET}", "{{slo}}")],
+        [target(signals.BURN_RATE, "{{slo}}")],
         "suffix:×",
     )
 
@@ -81,7 +76,7 @@ def build() -> g.Dashboard:
         timeseries(
             "Requests per second by service",
             "Requests each service handled, all routes (probes and /metrics are not counted).",
-            [target(sum_rate(f"{HTTP}_count", _ALL, "job"), "{{job}}")],
+            [target(signals.request_rate(by="job"), "{{job}}")],
             "reqps",
             links=_SERVICE_LINK,
         ),
@@ -89,7 +84,7 @@ def build() -> g.Dashboard:
             "Error ratio by service (5xx)",
             "Share of each service's responses with a 5xx status. 4xx are the caller's "
             "mistakes and are not errors here. 0 when a service has traffic and no errors.",
-            [target(ratio(f"{HTTP}_count", SERVER_5XX, _ALL, "job"), "{{job}}")],
+            [target(signals.error_ratio(by="job"), "{{job}}")],
             "percentunit",
             links=_SERVICE_LINK,
         ),
@@ -99,7 +94,7 @@ def build() -> g.Dashboard:
             f"p{int(q * 100)} latency by service",
             f"{int(q * 100)}% of each service's requests finished faster than this "
             "(histogram_quantile over the request-duration buckets; interpolated within a bucket).",
-            [target(quantile(q, HTTP, _ALL, "job"), "{{job}}", exemplar=True)],
+            [target(signals.latency(q, by="job"), "{{job}}", exemplar=True)],
             "s",
             links=_SERVICE_LINK,
         )
@@ -110,14 +105,14 @@ def build() -> g.Dashboard:
             "Targets down",
             "Scrape targets Prometheus cannot reach right now (up == 0), services and "
             "infrastructure alike. TargetDown fires after one minute.",
-            [target("count(up == 0) or vector(0)", "targets down", instant=True)],
+            [target(signals.TARGETS_DOWN, "targets down", instant=True)],
             "short",
             thresholds=(("green", None), ("red", 1)),
         ),
         stat(
             "Services not ready",
             "Services whose /health/ready answers 503 (a readiness check fails).",
-            [target("count(health_ready == 0) or vector(0)", "not ready", instant=True)],
+            [target(signals.SERVICES_NOT_READY, "not ready", instant=True)],
             "short",
             thresholds=(("green", None), ("red", 1)),
         ),
@@ -127,8 +122,7 @@ def build() -> g.Dashboard:
             "A breaker not closed means calls to that dependency are being refused.",
             [
                 target(
-                    "sum by (job, breaker) "
-                    '(resilience_circuit_breaker_state{state=~"open|half_open|forced_open"})',
+                    signals.BREAKERS_NOT_CLOSED,
                     "{{job}} → {{breaker}}",
                     instant=True,
                 )
@@ -155,14 +149,7 @@ def build() -> g.Dashboard:
             "Spans failing to export, by service",
             "Spans per second each service's OTLP exporter failed to send (error_type set). "
             "Non-zero means traces, and the exemplar links to them, are incomplete.",
-            [
-                target(
-                    ratio_numerator_or_zero(
-                        "otel_sdk_exporter_span_exported_total", 'error_type!=""', _ALL, "job"
-                    ),
-                    "{{job}}",
-                )
-            ],
+            [target(signals.SPANS_FAILING, "{{job}}")],
             "short",
         ),
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from grafanalib import core as g
 
-from dashboards import links
+from dashboards import links, signals
 from dashboards._grafana import place, target
 from dashboards._panels import state_timeline, timeseries
 from dashboards._promql import RATE, sel, sum_rate
@@ -16,23 +16,8 @@ from dashboards.nav import dashboard_links
 
 JOB = 'job=~"$service"'
 
-# Breaker state as one number per breaker, for the state timeline: each state
-# series is 1 only for the current state, so summing state × code gives the code.
-_STATE_CODES = (
-    (0, "closed", "closed", "green"),
-    (1, "half_open", "half-open", "yellow"),
-    (2, "open", "open", "red"),
-    (3, "forced_open", "forced open", "purple"),
-    (4, "disabled", "disabled", "blue"),
-)
-_STATE_EXPR = (
-    "sum by (job, breaker) (\n  "
-    + "\n  or ".join(
-        f'resilience_circuit_breaker_state{{{JOB},state="{state}"}} * {code}'
-        for code, state, _, _ in _STATE_CODES
-    )
-    + "\n)"
-)
+_STATE_CODES = signals.BREAKER_STATES
+_STATE_EXPR = signals.breaker_state(JOB)
 
 _BREAKER = "{{job}} → {{breaker}}"
 _BULKHEAD = "{{job}} → {{bulkhead}}"
@@ -134,8 +119,8 @@ def _bulkheads_and_retries() -> list[object]:
             "Concurrent calls each bulkhead lets through (in flight) against its capacity. "
             "In flight at capacity means further calls wait, then are rejected.",
             [
-                target(f"resilience_bulkhead_in_flight{{{JOB}}}", _BULKHEAD + " in flight"),
-                target(f"resilience_bulkhead_capacity{{{JOB}}}", _BULKHEAD + " capacity"),
+                target(signals.bulkhead_in_flight(JOB), _BULKHEAD + " in flight"),
+                target(signals.bulkhead_capacity(JOB), _BULKHEAD + " capacity"),
             ],
             "short",
         ),
@@ -148,12 +133,7 @@ def _bulkheads_and_retries() -> list[object]:
         timeseries(
             "Bulkhead rejections",
             "Calls each bulkhead refused because it was full and no slot freed in time.",
-            [
-                target(
-                    sum_rate("resilience_bulkhead_rejections_total", sel(JOB), "job, bulkhead"),
-                    _BULKHEAD,
-                )
-            ],
+            [target(signals.bulkhead_rejections(JOB), _BULKHEAD)],
             "reqps",
         ),
         timeseries(
@@ -174,16 +154,7 @@ def _bulkheads_and_retries() -> list[object]:
             "Retries that gave up",
             "Calls a retrier abandoned: the caller got an error. A rising budget_exhausted "
             "means the retry budget is protecting a struggling dependency from a retry storm.",
-            [
-                target(
-                    sum_rate(
-                        "resilience_retry_attempts_total",
-                        sel(JOB, 'outcome=~"exhausted|budget_exhausted|deadline"'),
-                        "job, retrier, outcome",
-                    ),
-                    "{{job}} → {{retrier}} {{outcome}}",
-                )
-            ],
+            [target(signals.retry_give_ups(JOB), "{{job}} → {{retrier}} {{outcome}}")],
             "reqps",
         ),
     ]

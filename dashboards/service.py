@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from grafanalib import core as g
 
-from dashboards import links
+from dashboards import links, signals
 from dashboards._grafana import field_links, place, target
 from dashboards._panels import heatmap, state_timeline, timeseries
 from dashboards._promql import (
     HTTP,
     HTTP_CLIENT,
     RATE,
-    SERVER_5XX,
     quantile,
-    ratio,
     ratio_numerator_or_zero,
     sel,
     sum_rate,
@@ -67,7 +65,7 @@ def _requests() -> list[object]:
             "Requests per second by route",
             "Requests $service handled, per route template (unmatched = no route, e.g. a 404 "
             "for an unknown path).",
-            [target(sum_rate(f"{HTTP}_count", REQUESTS, "http_route"), "{{http_route}}")],
+            [target(signals.request_rate(REQUESTS, "http_route"), "{{http_route}}")],
             "reqps",
             links=_LOGS,
         ),
@@ -76,7 +74,7 @@ def _requests() -> list[object]:
             "Share of each route's responses with a 5xx status; 0 when the route has traffic "
             "and no errors. The Logs link opens $service's log lines, where each failed "
             "request is logged with its trace_id.",
-            [target(ratio(f"{HTTP}_count", SERVER_5XX, REQUESTS, "http_route"), "{{http_route}}")],
+            [target(signals.error_ratio(REQUESTS, "http_route"), "{{http_route}}")],
             "percentunit",
             links=_LOGS,
         ),
@@ -114,7 +112,7 @@ def _latency() -> list[object]:
             "How long $service's requests took, all selected routes together. Dots are "
             "exemplars: single requests with their trace; click one to open it in Jaeger.",
             [
-                target(quantile(q, HTTP, REQUESTS), f"p{int(q * 100)}", exemplar=True)
+                target(signals.latency(q, REQUESTS), f"p{int(q * 100)}", exemplar=True)
                 for q in (0.5, 0.95, 0.99)
             ],
             "s",
@@ -124,7 +122,11 @@ def _latency() -> list[object]:
             "p99 latency by route",
             "The slowest 1% of each route's requests took at least this long. Exemplar dots "
             "link to traces.",
-            [target(quantile(0.99, HTTP, REQUESTS, "http_route"), "{{http_route}}", exemplar=True)],
+            [
+                target(
+                    signals.latency(0.99, REQUESTS, "http_route"), "{{http_route}}", exemplar=True
+                )
+            ],
             "s",
             links=_TRACES,
         ),

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import psutil
 
+from redline.console.cli import add_commands as add_console_commands
 from redline.stack import (
     DEFAULT_PORTS,
     DEFAULT_STATE_DIR,
@@ -87,7 +88,7 @@ def _options(args: argparse.Namespace) -> StackOptions:
 def cmd_up(args: argparse.Namespace) -> int:
     options = _options(args)
     if not args.detach:
-        return run_foreground(options)
+        return run_foreground(options, json_logs=args.json)
     # Detached: the same command in its own session, logging to a file; wait for "ready".
     state = read_state(options.state_dir)
     if state and pid_alive(state.get("pid")):
@@ -125,7 +126,7 @@ def _print_table(state: dict[str, Any]) -> None:
         print(f"  not started: {skipped['name']}: {skipped['hint']}")
 
 
-def memory(pid: int | None) -> int:
+def memory(pid: int | None, *, children: bool = True) -> int:
     """Memory of a process and its descendants, in bytes: PSS where readable, else RSS.
 
     PSS (proportional set size) splits shared pages among the processes that
@@ -136,7 +137,7 @@ def memory(pid: int | None) -> int:
         return 0
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        procs = [proc, *(proc.children(recursive=True) if children else [])]
     except psutil.NoSuchProcess:
         return 0
     total = 0
@@ -149,17 +150,42 @@ def memory(pid: int | None) -> int:
     return total
 
 
+def _uptime(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _create_time(pid: int | None) -> float | None:
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except psutil.Error:
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     state = read_state(state_dir)
     if not state or not pid_alive(state.get("pid")):
         print(f"redline: no stack running from {state_dir}")
         return 3
-    print(
-        f"Stack pid {state['pid']}, {state['status']}, up {time.time() - state['started_at']:.0f}s"
-    )
-    total = 0
-    rows = []
+    now = time.time()
+    print(f"Stack pid {state['pid']}, {state['status']}, up {_uptime(now - state['started_at'])}")
+    # The supervisor's own process (it also runs the alert sink); its children are rows below.
+    total = memory(state["pid"], children=False)
+    rows = [
+        (
+            "supervisor",
+            state["pid"],
+            "running",
+            "-",
+            0,
+            _uptime(now - state["started_at"]),
+            total,
+            "",
+        )
+    ]
     for name, comp in state["components"].items():
         alive = pid_alive(comp.get("pid"))
         ready = "-"
@@ -174,11 +200,29 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ready = "no answer"
         rss = memory(comp.get("pid")) if alive else 0
         total += rss
-        rows.append((name, "running" if alive else "down", ready, rss, comp.get("url") or ""))
-    print(f"  {'component':<14} {'process':<8} {'probe':<10} {'memory':>9}  url")
-    for name, proc_state, ready, rss, url in rows:
-        print(f"  {name:<14} {proc_state:<8} {ready:<10} {rss / 2**20:8.1f}M  {url}")
-    print(f"  {'total':<14} {'':<8} {'':<10} {total / 2**20:8.1f}M")
+        started = comp.get("started_at") or _create_time(comp.get("pid"))
+        rows.append(
+            (
+                name,
+                comp.get("pid") or "-",
+                "running" if alive else "down",
+                ready,
+                comp.get("restarts", 0),
+                _uptime(now - started) if alive and started else "-",
+                rss,
+                comp.get("url") or "",
+            )
+        )
+    print(
+        f"  {'component':<14} {'pid':>7} {'process':<8} {'probe':<10} {'restarts':>8} "
+        f"{'uptime':>8} {'memory':>9}  url"
+    )
+    for name, pid, proc_state, ready, restarts, up, rss, url in rows:
+        print(
+            f"  {name:<14} {pid!s:>7} {proc_state:<8} {ready:<10} {restarts:>8} {up:>8} "
+            f"{rss / 2**20:8.1f}M  {url}"
+        )
+    print(f"  {'total':<14} {'':>7} {'':<8} {'':<10} {'':>8} {'':>8} {total / 2**20:8.1f}M")
     return 0
 
 
@@ -276,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SERVICE:NAME=VALUE",
         help="set an environment variable for one service (e.g. to route a dependency via a proxy)",
     )
+    up.add_argument(
+        "--json", action="store_true", help="show the services' log lines as JSON on a terminal too"
+    )
     up.add_argument("--no-restart", action="store_true", help="do not restart crashed processes")
     up.add_argument("--no-prometheus", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--timeout", type=float, default=120.0, help="--detach: how long to wait")
@@ -289,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     state_dir_arg(down)
     down.add_argument("--timeout", type=float, default=60.0)
     down.set_defaults(func=cmd_down)
+
+    add_console_commands(sub, state_dir_arg)
 
     sub.add_parser(
         "load", help="run a Locust load test (see `redline load --help`)", add_help=False

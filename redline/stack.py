@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
@@ -33,11 +33,12 @@ from alerts.slo import COMPRESSED, NORMAL
 from redline.alert_sink import AlertSink
 from redline.binaries import PROGRAMS, BuildError, binary_path, build
 from redline.supervisor import Component, StartupError, Supervisor
-from services.chassis.app import database_name
-from services.chassis.db import ensure_database
-from services.chassis.pgserver import EmbeddedPostgres, EmbeddedPostgresError
 from services.topology import SERVICES, start_order
-from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
+
+if TYPE_CHECKING:
+    # services.chassis and telemetry are imported where used: they bring
+    # Litestar, seconds that `redline status`, `logs` or `top` should not wait for.
+    from services.chassis.pgserver import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".redline"
@@ -197,6 +198,10 @@ class Stack:
                 "role": comp.role,
                 "ready_url": comp.ready_url,
                 "restarts": comp.restarts,
+                # Wall-clock start of the current process, for `redline status`'s uptime.
+                "started_at": time.time() - (time.monotonic() - comp.started_at)
+                if comp.proc
+                else None,
             }
         if self.pg is not None:
             components["postgres"] = {
@@ -238,6 +243,8 @@ class Stack:
         if found["grafana"]:
             wanted.append("grafana")
         if not o.database_url:
+            from services.chassis.pgserver import EmbeddedPostgres
+
             self.pg = EmbeddedPostgres(
                 o.state_dir / "pgdata", port=o.ports["postgres"], host=o.host
             )
@@ -288,6 +295,8 @@ class Stack:
         if self.pg is None:
             assert self.o.database_url
             return self.o.database_url.rsplit("/", 1)[0]
+        from services.chassis.pgserver import EmbeddedPostgresError
+
         self.sup.say(f"PostgreSQL: data in {self.pg.data_dir}")
         try:
             self.pg.ensure_running()
@@ -300,6 +309,9 @@ class Stack:
         return base
 
     def _start_services(self, base_dsn: str, otlp: str | None) -> None:
+        from services.chassis.app import database_name
+        from services.chassis.db import ensure_database
+
         o = self.o
         urls = {SERVICES[n].url_variable: self.url(n) for n in SERVICES}
         otel = (
@@ -347,6 +359,8 @@ class Stack:
             self._write_state("starting")
 
     def _start_alertmanager(self) -> None:
+        from telemetry.prometheus.config import alertmanager_command_line
+
         o = self.o
         assert self.sink is not None
         config = o.state_dir / "alertmanager.yml"
@@ -366,9 +380,13 @@ class Stack:
                 restart=o.restart,
             )
         )
-        self.rows.append(("alertmanager", self.url("alertmanager"), "alerts (Alertmanager UI)"))
+        self.rows.append(
+            ("alertmanager", self.url("alertmanager"), "alerts (API only: `redline alerts`)")
+        )
 
     def _start_prometheus(self) -> None:
+        from telemetry.prometheus.config import command_line, native_config
+
         o = self.o
         profile = COMPRESSED if o.rules_profile == "compressed" else NORMAL
         targets = {name: f"{o.host}:{o.ports[name]}" for name in SERVICES}
@@ -397,7 +415,11 @@ class Stack:
             )
         )
         self.rows.append(
-            ("prometheus", self.url("prometheus"), "metrics and exemplars (Prometheus UI)")
+            (
+                "prometheus",
+                self.url("prometheus") + "/classic/graph",
+                "metrics, alert rules (classic UI)",
+            )
         )
 
     def _start_jaeger(self, binary: Path) -> None:
@@ -432,7 +454,7 @@ class Stack:
     def _start_collector(self, binary: Path) -> str:
         """The OpenTelemetry Collector in front of Jaeger; returns its OTLP/HTTP endpoint."""
         o = self.o
-        logs = o.state_dir / "logs"
+        logs = log_dir(o.state_dir)
         env = {
             "OTELCOL_LISTEN_HOST": o.host,
             "OTELCOL_OTLP_HTTP_PORT": str(o.ports["collector"]),
@@ -590,9 +612,24 @@ class Stack:
         return "\n".join(lines)
 
 
-def run_foreground(options: StackOptions) -> int:
-    """`redline up`: start everything, print the table, supervise until a signal."""
-    sup = Supervisor(log_dir=options.state_dir / "logs")
+def log_dir(state_dir: Path) -> Path:
+    """Where each component's output is kept, one ``<name>.log`` each (`redline logs`)."""
+    return state_dir / "logs"
+
+
+def run_foreground(options: StackOptions, *, json_logs: bool = False) -> int:
+    """`redline up`: start everything, print the table, supervise until a signal.
+
+    On a terminal the services' JSON lines are shown concise (``--json``: as
+    written); the files under ``<state>/logs/`` always hold them as written.
+    """
+    from redline.console.logfmt import render
+
+    tty = sys.stdout.isatty() and not json_logs
+    sup = Supervisor(
+        log_dir=log_dir(options.state_dir),
+        render=(lambda line: render(line, colour=True)) if tty else None,
+    )
     with exclusive(options.state_dir):
         stack = Stack(options, sup)
 

@@ -65,12 +65,20 @@ class Supervisor:
         out: IO[str] | None = None,
         colour: bool | None = None,
         log_dir: Path | None = None,
+        render: Callable[[str], str] | None = None,
     ) -> None:
         self.components: list[Component] = []
         # Each process's lines also go, as written, to <log_dir>/<name>.log: the
         # Collector's file_log receiver reads them (as it reads Docker's files in
         # compose), and so can anyone after the terminal scrolled away.
+        # The supervisor's own lines go to <log_dir>/redline.log; the terminal
+        # shows each line through ``render`` (e.g. concise instead of JSON).
         self._log_dir = log_dir
+        self._render = render
+        self._own_log: IO[str] | None = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            self._own_log = (log_dir / "redline.log").open("a", buffering=1, errors="replace")
         self._out = out or sys.stdout
         self._colour = self._out.isatty() if colour is None else colour
         self._width = 10
@@ -88,6 +96,8 @@ class Supervisor:
         with self._write_lock:
             self._out.write(f"{self._prefix(source, len(COLOURS) - 1)}{text}\n")
             self._out.flush()
+            if self._own_log is not None and not self._own_log.closed:
+                self._own_log.write(text + "\n" if source == "redline" else f"{source}: {text}\n")
 
     def _pump(self, comp: Component, proc: subprocess.Popen[bytes], index: int) -> None:
         assert proc.stdout is not None
@@ -102,8 +112,9 @@ class Supervisor:
                     log.write(raw if raw.endswith(b"\n") else raw + b"\n")
                     log.flush()
                 line = raw.decode(errors="replace").rstrip("\n")
+                shown = self._render(line) if self._render is not None else line
                 with self._write_lock:
-                    self._out.write(prefix + line + "\n")
+                    self._out.write(prefix + shown + "\n")
                     self._out.flush()
 
     def _spawn(self, comp: Component) -> None:
@@ -200,3 +211,6 @@ class Supervisor:
                 on_stopped(comp, code)
         for thread in self._threads:
             thread.join(timeout=2)
+        if self._own_log is not None:
+            with self._write_lock:
+                self._own_log.close()

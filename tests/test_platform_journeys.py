@@ -172,6 +172,9 @@ def test_declined_payment_is_402_and_releases_the_stock(platform: Platform, user
     r = order(platform, user, [{"product_id": 14, "quantity": 3}], method="pm_card_chargeDeclined")
     assert r.status_code == 402
     assert r.json()["reason"] == "payment_declined"
+    # Like every other problem, the saga's carries the ids that find it in logs and traces.
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+    assert len(r.json()["trace_id"]) == 32
     after = stock(platform, 14)
     assert after == before
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -64,7 +65,12 @@ def test_an_order_shows_up_as_red_series_with_an_exemplar_whose_trace_was_export
         ("payments", "/charges"),
     ):
         q = f'http_server_request_duration_seconds_count{{job="{job}",http_route="{route}"}}'
-        assert (prom_value(stack.prometheus, q) or 0) >= 1, q
+        # Each target is scraped on its own offset: the gateway's may come first.
+        wait_until(
+            lambda q=q: (prom_value(stack.prometheus, q) or 0) >= 1,  # type: ignore[misc]
+            timeout=10,
+            message=q,
+        )
 
     def exemplar_traces() -> set[str]:
         now = time.time()
@@ -119,9 +125,17 @@ def test_status_reports_every_component_and_its_memory(stack: Stack) -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
+    rows = {ln.split()[0]: ln.split() for ln in result.stdout.splitlines()[2:]}
+    state = stack.state() or {}
+    # component, pid, process, probe, restarts, uptime, memory, url
+    assert rows["supervisor"][1] == str(state["pid"])
     for name in (*SERVICES, "prometheus", "alertmanager", "postgres"):
-        assert name in result.stdout
-    assert "total" in result.stdout
+        comp = state["components"][name]
+        assert rows[name][1] == str(comp["pid"]), rows[name]
+        assert rows[name][2] == "running"
+        assert rows[name][4] == str(comp.get("restarts", 0))
+        assert re.fullmatch(r"\d+[mh]\d\d[sm]", rows[name][5]), rows[name]
+    assert "total" in rows
 
 
 def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:

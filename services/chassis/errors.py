@@ -70,6 +70,18 @@ class DatabaseUnavailable(ServiceUnavailable):
     title = "Database unavailable"
 
 
+def correlation_ids() -> dict[str, str]:
+    """The current request's ``request_id`` and ``trace_id``, for a problem body built elsewhere."""
+    ids = {}
+    request_id = current_request_id()
+    if request_id:
+        ids["request_id"] = request_id
+    span_ctx = trace.get_current_span().get_span_context()
+    if span_ctx.is_valid:
+        ids["trace_id"] = format(span_ctx.trace_id, "032x")
+    return ids
+
+
 def problem_response(
     request: Request[Any, Any, Any],
     *,

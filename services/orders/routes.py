@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from services.chassis import Database, ProblemError
 from services.chassis.admin import require_admin
 from services.chassis.auth import current_principal
-from services.chassis.errors import PROBLEM_JSON
+from services.chassis.errors import PROBLEM_JSON, correlation_ids
 from services.chassis.http_client import FINAL_OUTCOME_HEADER
 from services.orders import store
 from services.orders.models import Order, OrderPage, PlaceOrder
@@ -70,6 +70,9 @@ class OrdersController(Controller):
         if status in (201, 202) and isinstance(body, dict) and "id" in body:
             headers["Location"] = f"/orders/{body['id']}"
         media = PROBLEM_JSON if status >= 400 else "application/json"
+        if status >= 400 and isinstance(body, dict):
+            # A replay answers with this request's ids, not the stored ones.
+            body = {**body, **correlation_ids()}
         return Response(body, status_code=status, headers=headers, media_type=media)
 
     @get("/{order_id:uuid}")

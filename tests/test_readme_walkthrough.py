@@ -1,0 +1,90 @@
+"""The README's "Try it" commands, read from the README itself, against a fresh stack and a reused one.
+
+Every ``sh`` block of the section runs as one bash script (``set -e``), in
+order, with three changes a test needs and a reader does not:
+
+* the gateway's address is the test stack's (``127.0.0.1:8000`` → a free port),
+  and ``REDLINE_STATE_DIR`` points every ``redline`` command at the test stack;
+* ``redline top`` gets ``--once``: without a terminal it would print forever;
+* ``redline trace`` may end 1 where the stack runs no Jaeger (no Go to build
+  it), and must then say so.
+
+"Reused" is the walkthrough run a second time on the same state folder: the
+database holds the first run's user, orders and sold stock, which is what
+broke the walkthrough before. It runs on the same stack, not after a
+`redline down`/`up`: a second start would double the test's ~45 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.harness import ROOT, Stack
+
+pytestmark = pytest.mark.slow
+
+README = ROOT / "README.md"
+
+
+def try_it_script() -> str:
+    text = README.read_text()
+    start = text.index("## Try it\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks = re.findall(r"^```sh\n(.*?)^```", section, re.S | re.M)
+    assert len(blocks) >= 3, "the walkthrough's shell blocks"
+    return "\n".join(blocks)
+
+
+def adapted(script: str, stack: Stack) -> str:
+    assert "127.0.0.1:8000" in script
+    assert re.search(r"^redline top\b", script, re.M)
+    assert re.search(r"^redline trace\b", script, re.M)
+    script = script.replace("127.0.0.1:8000", f"127.0.0.1:{stack.ports['gateway']}")
+    script = re.sub(r"^redline top\b", "redline top --once", script, flags=re.M)
+    return re.sub(
+        r"^(redline trace [^#\n]*?)\s*(#.*)?$",
+        r'\1 || echo "redline trace ended $?"',
+        script,
+        flags=re.M,
+    )
+
+
+def walk(stack: Stack) -> str:
+    run = subprocess.run(
+        ["bash", "-c", "set -e -o pipefail\n" + adapted(try_it_script(), stack)],
+        cwd=ROOT,
+        env={**os.environ, "REDLINE_STATE_DIR": str(stack.state_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    out = run.stdout + run.stderr
+    order = re.search(r"^order ([0-9a-f-]{36})$", run.stdout, re.M)
+    assert order, out
+    assert re.search(r"^  supervisor +\d+ running", run.stdout, re.M), "status lists pids"
+    assert re.search(r"^slo gateway-availability objective=99.5%", run.stdout, re.M), "top ran"
+    assert f'"path":"/reservations/{order[1]}/commit"' in run.stdout, "logs found the order"
+    if "jaeger" not in (stack.state() or {}).get("components", {}):
+        assert "redline trace ended 1" in out
+        assert "Jaeger is not reachable" in out
+    else:
+        assert "* on the critical path" in out
+    return out
+
+
+def test_the_walkthrough_runs_on_a_fresh_state_folder_and_again_on_the_reused_one(
+    tmp_path: Path,
+) -> None:
+    stack = Stack.build(tmp_path, otlp_endpoint=None).start()
+    try:
+        walk(stack)
+        again = walk(stack)
+        assert "already registered" in again, "the second run met the first run's Ada"
+    finally:
+        stack.stop()
