@@ -190,14 +190,18 @@ def log_lines(log_dir: Path) -> Iterable[Any]:
 def resolve(ident: str, jaeger: Jaeger, log_dir: Path) -> list[str]:
     """Trace ids for a trace id (or its prefix), a request id or an order id; newest last."""
     ident = ident.strip().lower()
-    if TRACE_ID.match(ident):
-        return [ident]
+    # The logs first: a minted request id is 32 hex digits too, like a trace id.
     found = sorted(trace_ids_for(log_lines(log_dir), ident))
     if found:
         return found
-    # An order id the logs no longer hold: the saga's spans carry it as order.id.
-    traces = jaeger.find("orders", {"order.id": ident})
-    return sorted({str(t.get("traceID")) for t in traces if t.get("traceID")})
+    if TRACE_ID.match(ident):
+        return [ident]
+    # Ids the logs no longer hold: the spans carry them as tags.
+    for service, tag in (("orders", "order.id"), ("gateway", "redline.request_id")):
+        traces = jaeger.find(service, {tag: ident})
+        if traces:
+            return sorted({str(t.get("traceID")) for t in traces if t.get("traceID")})
+    return []
 
 
 def show(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -105,6 +107,17 @@ def test_an_orders_whole_trace_is_in_jaeger_by_order_id_and_request_id(
 
     by_request = find_traces(pipeline, "gateway", {"redline.request_id": request_id})
     assert [t["traceID"] for t in by_request] == [trace["traceID"]]
+
+    # And from the terminal, where there is no Jaeger UI: the same trace as a waterfall.
+    for lookup in (order_id, request_id):
+        shown = subprocess.run(
+            [sys.executable, "-m", "redline", "trace", lookup, "--state-dir", str(pipeline.state_dir)],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert trace["traceID"] in shown.stdout
+        for text in ("gateway", "orders", "inventory", "payments", "saga charge_payment"):
+            assert text in shown.stdout, shown.stdout
 
 
 def test_every_cancelled_order_and_every_slow_request_is_kept(pipeline: Stack, user: User) -> None:
