@@ -16,6 +16,7 @@ request; anything off it ran in the shadow of something that is.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,10 +205,26 @@ def resolve(ident: str, jaeger: Jaeger, log_dir: Path) -> list[str]:
     return []
 
 
+# Jaeger's decision wait natively (3 s) plus the exporters' and the Collector's batching.
+TAIL_SAMPLING_WAIT_SECONDS = 8.0
+
+
 def show(
-    ident: str, jaeger: Jaeger, log_dir: Path, *, width: int, colour: bool
+    ident: str,
+    jaeger: Jaeger,
+    log_dir: Path,
+    *,
+    width: int,
+    colour: bool,
+    wait: float = TAIL_SAMPLING_WAIT_SECONDS,
 ) -> tuple[int, list[str]]:
-    """Exit status and lines for ``redline trace ID``."""
+    """Exit status and lines for ``redline trace ID``.
+
+    A trace placed a moment ago is not in Jaeger yet: its tail sampler decides
+    a few seconds after the trace's first span (telemetry/jaeger/jaeger.yaml).
+    So a trace the logs name is waited for, up to ``wait`` seconds, before it
+    is called missing.
+    """
     try:
         ids = resolve(ident, jaeger, log_dir)
     except SourceError as exc:
@@ -216,9 +233,13 @@ def show(
         return 1, [f"redline: no trace found for {ident!r} (in the logs under {log_dir} or Jaeger)"]
     out: list[str] = []
     shown = 0
+    deadline = time.monotonic() + wait
     for trace_id in ids:
         try:
             data = jaeger.trace(trace_id)
+            while data is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+                data = jaeger.trace(trace_id)
         except SourceError as exc:
             return 1, [f"redline: {exc}"]
         if data is None:
