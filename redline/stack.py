@@ -25,13 +25,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
 from alerts.slo import COMPRESSED, NORMAL
 from redline.alert_sink import AlertSink
 from redline.binaries import PROGRAMS, BuildError, binary_path, build
+from redline.state import read_state, state_file, write_state
 from redline.supervisor import Component, StartupError, Supervisor
 from services.topology import SERVICES, start_order
 
@@ -101,35 +102,6 @@ class StackOptions:
     alert_webhook: str | None = None
     # More scrape jobs, {job: "host:port"} (e.g. a Locust exporter).
     extra_scrape: dict[str, str] = field(default_factory=dict)
-
-
-def state_file(state_dir: Path) -> Path:
-    return state_dir / "stack.json"
-
-
-def read_state(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(state_file(state_dir).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(FileNotFoundError, IndexError):
-        # A zombie (exited, not yet reaped) is not running.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":
-            return False
-    return True
 
 
 def port_free(host: str, port: int) -> bool:
@@ -223,11 +195,7 @@ class Stack:
             "skipped": [{"name": n, "hint": h} for n, h in self.skipped],
             "table": [list(r) for r in self.rows],
         }
-        path = state_file(self.o.state_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.chmod(0o600)  # it holds the admin token
-        tmp.replace(path)
+        write_state(self.o.state_dir, state)
 
     # -- start ---------------------------------------------------------------------
     def start(self) -> None:
