@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -472,58 +471,24 @@ class Stack:
 
     def _start_grafana(self, binary: str) -> None:
         """Grafana with the project's dashboards and datasources pointed at this stack."""
+        from telemetry.grafana import config as grafana
+
         o = self.o
         prov = o.state_dir / "grafana-provisioning"
         (prov / "datasources").mkdir(parents=True, exist_ok=True)
         (prov / "dashboards").mkdir(parents=True, exist_ok=True)
+        values = {
+            "PROMETHEUS_URL": self.url("prometheus"),
+            "PROMETHEUS_SCRAPE_INTERVAL": o.scrape_interval,
+            "JAEGER_URL": self.url("jaeger"),
+            "ALERTMANAGER_URL": self.url("alertmanager"),
+            "REDLINE_DASHBOARDS_DIR": str(ROOT / "dashboards" / "generated"),
+        }
         (prov / "datasources" / "native.yml").write_text(
-            json.dumps(
-                {
-                    "apiVersion": 1,
-                    "datasources": [
-                        {
-                            "name": "Prometheus",
-                            "uid": "prometheus",
-                            "type": "prometheus",
-                            "url": self.url("prometheus"),
-                            "isDefault": True,
-                            "jsonData": {
-                                "exemplarTraceIdDestinations": [
-                                    {"name": "trace_id", "datasourceUid": "jaeger"}
-                                ]
-                            },
-                        },
-                        {
-                            "name": "Jaeger",
-                            "uid": "jaeger",
-                            "type": "jaeger",
-                            "url": self.url("jaeger"),
-                        },
-                        {
-                            "name": "Alertmanager",
-                            "uid": "alertmanager",
-                            "type": "alertmanager",
-                            "url": self.url("alertmanager"),
-                            "jsonData": {"implementation": "prometheus"},
-                        },
-                    ],
-                }
-            )
+            grafana.render(grafana.DATASOURCES, values)
         )
         (prov / "dashboards" / "redline.yml").write_text(
-            json.dumps(
-                {
-                    "apiVersion": 1,
-                    "providers": [
-                        {
-                            "name": "redline",
-                            "type": "file",
-                            "folder": "Redline",
-                            "options": {"path": str(ROOT / "dashboards" / "generated")},
-                        }
-                    ],
-                }
-            )
+            grafana.render(grafana.DASHBOARD_PROVIDERS, values)
         )
         data = o.state_dir / "grafana-data"
         data.mkdir(exist_ok=True)
