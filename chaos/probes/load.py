@@ -14,6 +14,15 @@ from chaos.load import order_body
 from chaos.probes._common import poll
 
 
+def _statistic(
+    samples: list[load_module.Sample], stat: str | None, statuses: list[int] | None
+) -> Any:
+    if statuses is not None:
+        return load_module.status_ratio(samples, statuses)
+    summary = load_module.summarize(samples)
+    return summary if stat is None else summary[stat]
+
+
 def load_window(
     load: str,
     window: str,
@@ -28,11 +37,7 @@ def load_window(
     with ``statuses``, the share of answers with one of those status codes.
     Without either, the whole summary.
     """
-    samples = load_module.get(load).window_samples(window, kind)
-    if statuses is not None:
-        return load_module.status_ratio(samples, statuses)
-    summary = load_module.summarize(samples)
-    return summary if stat is None else summary[stat]
+    return _statistic(load_module.get(load).window_samples(window, kind), stat, statuses)
 
 
 def load_between(
@@ -58,10 +63,7 @@ def load_between(
             break
     if answered is not None:
         samples = [s for s in samples if s.status in answered]
-    if statuses is not None:
-        return load_module.status_ratio(samples, statuses)
-    summary = load_module.summarize(samples)
-    return summary if stat is None else summary[stat]
+    return _statistic(samples, stat, statuses)
 
 
 def load_compare(
