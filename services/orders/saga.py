@@ -206,6 +206,24 @@ class Saga:
         ) as span:
             yield span
 
+    async def _attempt(
+        self,
+        name: str,
+        order_id: UUID,
+        downstream: Downstream,
+        path: str,
+        template: str,
+        json: Any = None,
+        *,
+        compensation: bool = False,
+    ) -> tuple[Outcome, httpx.Response | NotSent | None]:
+        """A step's call in its span: POST, classify the answer, put the outcome on the span."""
+        with self._span(name, order_id, compensation=compensation) as span:
+            response = await self._call(downstream, "POST", path, template, json)
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome.value)
+        return outcome, response
+
     # -- the machine ---------------------------------------------------------------
     async def drive(self, order_id: UUID, *, recovering: bool = False) -> Order:
         """Move the order as far as it can go now; returns it as it then is."""
@@ -273,12 +291,9 @@ class Saga:
             "order_id": str(order.id),
             "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
         }
-        with self._span("reserve_inventory", order.id) as span:
-            response = await self._call(
-                self.inventory, "POST", "/reservations", "/reservations", body
-            )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, response = await self._attempt(
+            "reserve_inventory", order.id, self.inventory, "/reservations", "/reservations", body
+        )
         if outcome == Outcome.OK:
             return await self._advance(order.id, Step.RESERVED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("reserve_inventory").inc()
@@ -307,10 +322,9 @@ class Saga:
             "currency": order.currency,
             "payment_method": payment_method,
         }
-        with self._span("charge_payment", order.id) as span:
-            response = await self._call(self.payments, "POST", "/charges", "/charges", body)
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, response = await self._attempt(
+            "charge_payment", order.id, self.payments, "/charges", "/charges", body
+        )
         if outcome == Outcome.OK:
             return await self._advance(order.id, Step.CHARGED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("charge_payment").inc()
@@ -336,13 +350,13 @@ class Saga:
         return await self._advance(order.id, Step.COMPENSATING_REFUND, outcome, reason=reason)
 
     async def _commit(self, order: Order) -> bool:
-        path = f"/reservations/{order.id}/commit"
-        with self._span("commit_inventory", order.id) as span:
-            response = await self._call(
-                self.inventory, "POST", path, "/reservations/{order_id}/commit"
-            )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, _ = await self._attempt(
+            "commit_inventory",
+            order.id,
+            self.inventory,
+            f"/reservations/{order.id}/commit",
+            "/reservations/{order_id}/commit",
+        )
         if outcome == Outcome.OK:
             moved = await self._advance(order.id, Step.CONFIRMED, Outcome.OK, status="confirmed")
             if moved:
@@ -358,33 +372,30 @@ class Saga:
         return False  # paid: retry the commit later, never refund it
 
     async def _refund(self, order: Order) -> bool:
-        with (
-            _own_budget(COMPENSATION_BUDGET_SECONDS),
-            self._span("refund_payment", order.id, compensation=True) as span,
-        ):
-            response = await self._call(
-                self.payments, "POST", f"/charges/{order.id}/refund", "/charges/{order_id}/refund"
+        with _own_budget(COMPENSATION_BUDGET_SECONDS):
+            outcome, _ = await self._attempt(
+                "refund_payment",
+                order.id,
+                self.payments,
+                f"/charges/{order.id}/refund",
+                "/charges/{order_id}/refund",
+                compensation=True,
             )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
         if outcome != Outcome.OK:
             return False  # try again later; the lease keeps others away meanwhile
         SAGA_COMPENSATIONS.labels("refund_payment").inc()
         return await self._advance(order.id, Step.COMPENSATING_RELEASE, "refunded")
 
     async def _release(self, order: Order) -> bool:
-        with (
-            _own_budget(COMPENSATION_BUDGET_SECONDS),
-            self._span("release_inventory", order.id, compensation=True) as span,
-        ):
-            response = await self._call(
+        with _own_budget(COMPENSATION_BUDGET_SECONDS):
+            outcome, _ = await self._attempt(
+                "release_inventory",
+                order.id,
                 self.inventory,
-                "POST",
                 f"/reservations/{order.id}/release",
                 "/reservations/{order_id}/release",
+                compensation=True,
             )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
         if outcome != Outcome.OK:
             return False
         SAGA_COMPENSATIONS.labels("release_inventory").inc()
