@@ -371,34 +371,41 @@ class Saga:
             )
         return False  # paid: retry the commit later, never refund it
 
-    async def _refund(self, order: Order) -> bool:
+    async def _compensated(
+        self, name: str, order_id: UUID, downstream: Downstream, path: str, template: str
+    ) -> bool:
+        """A compensating call on a budget of its own; True (and counted) once it is done."""
         with _own_budget(COMPENSATION_BUDGET_SECONDS):
             outcome, _ = await self._attempt(
-                "refund_payment",
-                order.id,
-                self.payments,
-                f"/charges/{order.id}/refund",
-                "/charges/{order_id}/refund",
-                compensation=True,
-            )
-        if outcome != Outcome.OK:
-            return False  # try again later; the lease keeps others away meanwhile
-        SAGA_COMPENSATIONS.labels("refund_payment").inc()
-        return await self._advance(order.id, Step.COMPENSATING_RELEASE, "refunded")
-
-    async def _release(self, order: Order) -> bool:
-        with _own_budget(COMPENSATION_BUDGET_SECONDS):
-            outcome, _ = await self._attempt(
-                "release_inventory",
-                order.id,
-                self.inventory,
-                f"/reservations/{order.id}/release",
-                "/reservations/{order_id}/release",
-                compensation=True,
+                name, order_id, downstream, path, template, compensation=True
             )
         if outcome != Outcome.OK:
             return False
-        SAGA_COMPENSATIONS.labels("release_inventory").inc()
+        SAGA_COMPENSATIONS.labels(name).inc()
+        return True
+
+    async def _refund(self, order: Order) -> bool:
+        refunded = await self._compensated(
+            "refund_payment",
+            order.id,
+            self.payments,
+            f"/charges/{order.id}/refund",
+            "/charges/{order_id}/refund",
+        )
+        if not refunded:
+            return False  # try again later; the lease keeps others away meanwhile
+        return await self._advance(order.id, Step.COMPENSATING_RELEASE, "refunded")
+
+    async def _release(self, order: Order) -> bool:
+        released = await self._compensated(
+            "release_inventory",
+            order.id,
+            self.inventory,
+            f"/reservations/{order.id}/release",
+            "/reservations/{order_id}/release",
+        )
+        if not released:
+            return False
         reason = (await self._reload(order.id)).reason or INTERRUPTED
         return await self._cancel(order.id, reason, "released")
 
