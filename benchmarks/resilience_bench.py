@@ -91,6 +91,91 @@ async def boom() -> None:
 Loop = Callable[[int], Awaitable[float]]
 
 
+# -- the timing loops -----------------------------------------------------------------------
+# One loop per way a library wraps a call. Each times ``n`` calls of the same
+# shape the library is used in, with its bound method loaded once before the
+# clock starts; ``rejected`` (an open breaker's error) is raised and caught
+# inside the loop, as a caller would. A ``try`` costs nothing until something
+# is raised (Python 3.11+), so the closed loops may share it.
+
+
+def awaiting(
+    call: Callable[[Callable[[], Awaitable[None]]], Awaitable[Any]],
+    rejected: type[BaseException] | tuple[()] = (),
+) -> Loop:
+    """``await call(noop)``: Redline's ``call``, aiobreaker's ``call_async``."""
+
+    async def loop(n: int) -> float:
+        fn, error = call, rejected
+        t = time.perf_counter()
+        for _ in range(n):
+            try:  # noqa: SIM105 - suppress() would add a frame per call
+                await fn(noop)
+            except error:
+                pass
+        return time.perf_counter() - t
+
+    return loop
+
+
+def calling_bare(
+    fn: Callable[[], Awaitable[Any]], rejected: type[BaseException] | tuple[()] = ()
+) -> Loop:
+    """``await fn()``: a decorated function (circuitbreaker), or ``noop`` itself (the baseline)."""
+
+    async def loop(n: int) -> float:
+        call, error = fn, rejected
+        t = time.perf_counter()
+        for _ in range(n):
+            try:  # noqa: SIM105 - suppress() would add a frame per call
+                await call()
+            except error:
+                pass
+        return time.perf_counter() - t
+
+    return loop
+
+
+def entering(
+    guard: contextlib.AbstractAsyncContextManager[Any],
+    rejected: type[BaseException] | tuple[()] = (),
+) -> Loop:
+    """``async with guard: await noop()``: purgatory, hyx, a semaphore, ``async with`` forms."""
+
+    async def loop(n: int) -> float:
+        cm, error = guard, rejected
+        t = time.perf_counter()
+        for _ in range(n):
+            try:
+                async with cm:
+                    await noop()
+            except error:
+                pass
+        return time.perf_counter() - t
+
+    return loop
+
+
+def entering_sync(
+    calling: Callable[[], contextlib.AbstractContextManager[Any]],
+    rejected: type[BaseException] | tuple[()] = (),
+) -> Loop:
+    """``with calling(): await noop()``: pybreaker's context manager, made per call."""
+
+    async def loop(n: int) -> float:
+        make, error = calling, rejected
+        t = time.perf_counter()
+        for _ in range(n):
+            try:
+                with make():
+                    await noop()
+            except error:
+                pass
+        return time.perf_counter() - t
+
+    return loop
+
+
 # -- the subjects ---------------------------------------------------------------------------
 
 
@@ -134,56 +219,15 @@ async def build_subjects() -> Subjects:
     assert ours_open.state is CircuitState.OPEN
     s.keep += [ours, ours_open, ours_hooked]
 
-    async def redline_call(n: int) -> float:
-        call = ours.call
-        t = time.perf_counter()
-        for _ in range(n):
-            await call(noop)
-        return time.perf_counter() - t
-
-    async def redline_with(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with ours:
-                await noop()
-        return time.perf_counter() - t
-
-    async def redline_reject(n: int) -> float:
-        call = ours_open.call
-        t = time.perf_counter()
-        for _ in range(n):
-            try:  # noqa: SIM105 - suppress() would add a frame per call
-                await call(noop)
-            except CircuitOpenError:
-                pass
-        return time.perf_counter() - t
-
-    async def redline_reject_hooked(n: int) -> float:
-        call = ours_hooked.call
-        t = time.perf_counter()
-        for _ in range(n):
-            try:  # noqa: SIM105 - suppress() would add a frame per call
-                await call(noop)
-            except CircuitOpenError:
-                pass
-        return time.perf_counter() - t
-
-    s.closed["redline"] = redline_call
-    s.closed["redline (async with)"] = redline_with
-    s.open["redline"] = redline_reject
-    s.open["redline (log+span hooks)"] = redline_reject_hooked
+    s.closed["redline"] = awaiting(ours.call)
+    s.closed["redline (async with)"] = entering(ours)
+    s.open["redline"] = awaiting(ours_open.call, CircuitOpenError)
+    s.open["redline (log+span hooks)"] = awaiting(ours_hooked.call, CircuitOpenError)
 
     # purgatory
     factory = AsyncCircuitBreakerFactory(default_threshold=1000, default_ttl=hour)
     brk = await factory.get_breaker("closed")
     s.keep.append(factory)
-
-    async def purgatory_closed(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with brk:
-                await noop()
-        return time.perf_counter() - t
 
     # A long-lived open breaker, as a service holds one: purgatory raises the same
     # stored exception object each time, so its traceback (and cost) keeps growing.
@@ -197,16 +241,6 @@ async def build_subjects() -> Subjects:
 
     await trip(through_p_open, 1)
 
-    async def purgatory_open(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            try:
-                async with p_open:
-                    await noop()
-            except OpenedState:
-                pass
-        return time.perf_counter() - t
-
     async def purgatory_open_fresh(n: int) -> float:
         f = AsyncCircuitBreakerFactory(default_threshold=1, default_ttl=hour)
         b = await f.get_breaker("open")
@@ -216,17 +250,10 @@ async def build_subjects() -> Subjects:
                 raise Boom
 
         await trip(fail_through, 1)
-        t = time.perf_counter()
-        for _ in range(n):
-            try:
-                async with b:
-                    await noop()
-            except OpenedState:
-                pass
-        return time.perf_counter() - t
+        return await entering(b, OpenedState)(n)
 
-    s.closed["purgatory"] = purgatory_closed
-    s.open["purgatory"] = purgatory_open
+    s.closed["purgatory"] = entering(brk)
+    s.open["purgatory"] = entering(p_open, OpenedState)
     s.open["purgatory (fresh breaker per round)"] = purgatory_open_fresh
 
     # circuitbreaker
@@ -241,24 +268,8 @@ async def build_subjects() -> Subjects:
     await trip(cb_open(boom), 1)
     assert cb_open.opened
 
-    async def circuitbreaker_closed(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            await guarded_closed()
-        return time.perf_counter() - t
-
-    async def circuitbreaker_open(n: int) -> float:
-        error = circuitbreaker.CircuitBreakerError
-        t = time.perf_counter()
-        for _ in range(n):
-            try:  # noqa: SIM105 - suppress() would add a frame per call
-                await guarded_open()
-            except error:
-                pass
-        return time.perf_counter() - t
-
-    s.closed["circuitbreaker"] = circuitbreaker_closed
-    s.open["circuitbreaker"] = circuitbreaker_open
+    s.closed["circuitbreaker"] = calling_bare(guarded_closed)
+    s.open["circuitbreaker"] = calling_bare(guarded_open, circuitbreaker.CircuitBreakerError)
 
     # hyx
     hyx_closed = consecutive_breaker(failure_threshold=10**9, recovery_time_secs=hour)
@@ -270,51 +281,16 @@ async def build_subjects() -> Subjects:
 
     await trip(hyx_fail, 1)
 
-    async def hyx_closed_loop(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with hyx_closed:
-                await noop()
-        return time.perf_counter() - t
-
-    async def hyx_open_loop(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            try:
-                async with hyx_open:
-                    await noop()
-            except BreakerFailing:
-                pass
-        return time.perf_counter() - t
-
-    s.closed["hyx"] = hyx_closed_loop
-    s.open["hyx"] = hyx_open_loop
+    s.closed["hyx"] = entering(hyx_closed)
+    s.open["hyx"] = entering(hyx_open, BreakerFailing)
 
     # aiobreaker
     ab_closed = aiobreaker.CircuitBreaker(fail_max=10**9, timeout_duration=timedelta(hours=1))
     ab_open = aiobreaker.CircuitBreaker(fail_max=1, timeout_duration=timedelta(hours=1))
     await trip(lambda: ab_open.call_async(boom), 1)
 
-    async def aiobreaker_closed(n: int) -> float:
-        call = ab_closed.call_async
-        t = time.perf_counter()
-        for _ in range(n):
-            await call(noop)
-        return time.perf_counter() - t
-
-    async def aiobreaker_open(n: int) -> float:
-        call = ab_open.call_async
-        error = aiobreaker.CircuitBreakerError
-        t = time.perf_counter()
-        for _ in range(n):
-            try:  # noqa: SIM105 - suppress() would add a frame per call
-                await call(noop)
-            except error:
-                pass
-        return time.perf_counter() - t
-
-    s.closed["aiobreaker"] = aiobreaker_closed
-    s.open["aiobreaker"] = aiobreaker_open
+    s.closed["aiobreaker"] = awaiting(ab_closed.call_async)
+    s.open["aiobreaker"] = awaiting(ab_open.call_async, aiobreaker.CircuitBreakerError)
 
     # pybreaker
     pb_closed = pybreaker.CircuitBreaker(fail_max=10**9, reset_timeout=hour)
@@ -327,28 +303,8 @@ async def build_subjects() -> Subjects:
     await trip(pb_fail, 1)
     assert pb_open.current_state == pybreaker.STATE_OPEN
 
-    async def pybreaker_closed(n: int) -> float:
-        calling = pb_closed.calling
-        t = time.perf_counter()
-        for _ in range(n):
-            with calling():
-                await noop()
-        return time.perf_counter() - t
-
-    async def pybreaker_open(n: int) -> float:
-        calling = pb_open.calling
-        error = pybreaker.CircuitBreakerError
-        t = time.perf_counter()
-        for _ in range(n):
-            try:
-                with calling():
-                    await noop()
-            except error:
-                pass
-        return time.perf_counter() - t
-
-    s.closed["pybreaker"] = pybreaker_closed
-    s.open["pybreaker"] = pybreaker_open
+    s.closed["pybreaker"] = entering_sync(pb_closed.calling)
+    s.open["pybreaker"] = entering_sync(pb_open.calling, pybreaker.CircuitBreakerError)
     return s
 
 
@@ -357,49 +313,17 @@ def build_bulkheads(keep: list[Any]) -> dict[str, Loop]:
     sem = asyncio.Semaphore(10)
     hyx = hyx_bulkhead(max_concurrency=10, max_capacity=10)
 
-    async def redline_with(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with ours:
-                await noop()
-        return time.perf_counter() - t
-
-    async def redline_call(n: int) -> float:
-        call = ours.call
-        t = time.perf_counter()
-        for _ in range(n):
-            await call(noop)
-        return time.perf_counter() - t
-
-    async def semaphore(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with sem:
-                await noop()
-        return time.perf_counter() - t
-
-    async def hyx_loop(n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            async with hyx:
-                await noop()
-        return time.perf_counter() - t
-
     loops: dict[str, Loop] = {
-        "redline Bulkhead (async with)": redline_with,
-        "redline Bulkhead.call": redline_call,
-        "asyncio.Semaphore": semaphore,
-        "hyx bulkhead": hyx_loop,
+        "redline Bulkhead (async with)": entering(ours),
+        "redline Bulkhead.call": awaiting(ours.call),
+        "asyncio.Semaphore": entering(sem),
+        "hyx bulkhead": entering(hyx),
     }
     keep.append(ours)  # registered objects are held weakly
     return loops
 
 
-async def bare(n: int) -> float:
-    t = time.perf_counter()
-    for _ in range(n):
-        await noop()
-    return time.perf_counter() - t
+bare = calling_bare(noop)
 
 
 # -- behaviour ------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 from redline.cli import memory
-from redline.stack import DEFAULT_PORTS, read_state
+from redline.stack import DEFAULT_PORTS
+from redline.state import read_state
 from services.topology import SERVICES
 from tests.harness import free_port
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redline.stack import read_state
+from redline.state import read_state
 
 Configuration = Mapping[str, Any]
 

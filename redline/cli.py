@@ -21,11 +21,9 @@ from redline.stack import (
     DEFAULT_STATE_DIR,
     StackError,
     StackOptions,
-    pid_alive,
-    read_state,
     run_foreground,
-    state_file,
 )
+from redline.state import pid_alive, read_state, state_file
 from services.topology import SERVICES
 
 

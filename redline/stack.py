@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -25,13 +24,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
 from alerts.slo import COMPRESSED, NORMAL
 from redline.alert_sink import AlertSink
 from redline.binaries import PROGRAMS, BuildError, binary_path, build
+from redline.state import read_state, state_file, write_state
 from redline.supervisor import Component, StartupError, Supervisor
 from services.topology import SERVICES, start_order
 
@@ -101,35 +101,6 @@ class StackOptions:
     alert_webhook: str | None = None
     # More scrape jobs, {job: "host:port"} (e.g. a Locust exporter).
     extra_scrape: dict[str, str] = field(default_factory=dict)
-
-
-def state_file(state_dir: Path) -> Path:
-    return state_dir / "stack.json"
-
-
-def read_state(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(state_file(state_dir).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(FileNotFoundError, IndexError):
-        # A zombie (exited, not yet reaped) is not running.
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":
-            return False
-    return True
 
 
 def port_free(host: str, port: int) -> bool:
@@ -223,11 +194,7 @@ class Stack:
             "skipped": [{"name": n, "hint": h} for n, h in self.skipped],
             "table": [list(r) for r in self.rows],
         }
-        path = state_file(self.o.state_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.chmod(0o600)  # it holds the admin token
-        tmp.replace(path)
+        write_state(self.o.state_dir, state)
 
     # -- start ---------------------------------------------------------------------
     def start(self) -> None:
@@ -504,58 +471,24 @@ class Stack:
 
     def _start_grafana(self, binary: str) -> None:
         """Grafana with the project's dashboards and datasources pointed at this stack."""
+        from telemetry.grafana import config as grafana
+
         o = self.o
         prov = o.state_dir / "grafana-provisioning"
         (prov / "datasources").mkdir(parents=True, exist_ok=True)
         (prov / "dashboards").mkdir(parents=True, exist_ok=True)
+        values = {
+            "PROMETHEUS_URL": self.url("prometheus"),
+            "PROMETHEUS_SCRAPE_INTERVAL": o.scrape_interval,
+            "JAEGER_URL": self.url("jaeger"),
+            "ALERTMANAGER_URL": self.url("alertmanager"),
+            "REDLINE_DASHBOARDS_DIR": str(ROOT / "dashboards" / "generated"),
+        }
         (prov / "datasources" / "native.yml").write_text(
-            json.dumps(
-                {
-                    "apiVersion": 1,
-                    "datasources": [
-                        {
-                            "name": "Prometheus",
-                            "uid": "prometheus",
-                            "type": "prometheus",
-                            "url": self.url("prometheus"),
-                            "isDefault": True,
-                            "jsonData": {
-                                "exemplarTraceIdDestinations": [
-                                    {"name": "trace_id", "datasourceUid": "jaeger"}
-                                ]
-                            },
-                        },
-                        {
-                            "name": "Jaeger",
-                            "uid": "jaeger",
-                            "type": "jaeger",
-                            "url": self.url("jaeger"),
-                        },
-                        {
-                            "name": "Alertmanager",
-                            "uid": "alertmanager",
-                            "type": "alertmanager",
-                            "url": self.url("alertmanager"),
-                            "jsonData": {"implementation": "prometheus"},
-                        },
-                    ],
-                }
-            )
+            grafana.render(grafana.DATASOURCES, values)
         )
         (prov / "dashboards" / "redline.yml").write_text(
-            json.dumps(
-                {
-                    "apiVersion": 1,
-                    "providers": [
-                        {
-                            "name": "redline",
-                            "type": "file",
-                            "folder": "Redline",
-                            "options": {"path": str(ROOT / "dashboards" / "generated")},
-                        }
-                    ],
-                }
-            )
+            grafana.render(grafana.DASHBOARD_PROVIDERS, values)
         )
         data = o.state_dir / "grafana-data"
         data.mkdir(exist_ok=True)

@@ -67,6 +67,21 @@ def otel_env(otlp_endpoint: str | None) -> dict[str, str]:
     }
 
 
+def terminate(
+    proc: subprocess.Popen[bytes] | None, timeout: float, after_kill: float | None = 5
+) -> int | None:
+    """SIGTERM, wait ``timeout``; then SIGKILL and raise. Returns the exit code."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else None
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=after_kill)
+        raise
+
+
 @dataclass
 class ServiceProcess:
     """A service started as ``python -m services.<name>`` on a free port."""
@@ -114,15 +129,7 @@ class ServiceProcess:
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait, SIGKILL as a last resort. Returns the exit code."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            raise
+        return terminate(self.proc, timeout)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -373,15 +380,7 @@ class Stack:
         return self.url("prometheus")
 
     def stop(self, timeout: float = 90.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+        return terminate(self.proc, timeout, after_kill=None)
 
     def tail(self, lines: int = 40) -> str:
         try:

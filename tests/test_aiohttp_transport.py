@@ -22,6 +22,7 @@ import pytest
 
 from services.chassis.aiohttp_transport import AiohttpTransport
 from services.chassis.http_client import DependencyConfig, Downstream, DownstreamUnavailable
+from services.chassis.resilience import Retrier
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Seen"], Awaitable[None]]
 
@@ -274,6 +275,65 @@ async def test_a_post_whose_answer_was_lost_may_have_been_delivered() -> None:
             await downstream.aclose()
     assert caught.value.maybe_delivered is True
     assert len(seen.requests) == 1  # not idempotent: never retried
+
+
+async def _unavailable_then_ok(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen
+) -> None:
+    """The first request on the server gets a 503, every later one a 200 (keep-alive)."""
+    while True:
+        try:
+            await read_request(reader, seen)
+        except asyncio.IncompleteReadError:
+            return
+        status = b"503 Service Unavailable" if len(seen.requests) == 1 else b"200 OK"
+        writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+
+
+def _observe_backoff(downstream: Downstream, during_sleep: Callable[[], None]) -> None:
+    """Give the downstream a retrier that calls ``during_sleep`` instead of sleeping."""
+
+    async def sleep(_: float) -> None:
+        during_sleep()
+
+    downstream.retrier = Retrier(downstream.name, downstream.config.retry, sleep=sleep)
+
+
+async def test_the_breaker_judges_the_call_and_its_slot_is_held_through_the_backoff() -> None:
+    in_flight_while_sleeping: list[int] = []
+    async with server(_unavailable_then_ok) as (url, seen):
+        downstream = _downstream(url)
+        _observe_backoff(
+            downstream,
+            lambda: in_flight_while_sleeping.append(downstream.bulkhead.snapshot().in_flight),
+        )
+        try:
+            response = await downstream.request("GET", "/charges/7")
+        finally:
+            await downstream.aclose()
+    assert response.status_code == 200
+    assert len(seen.requests) == 2
+    # The call keeps its slot while it waits to try again.
+    assert in_flight_while_sleeping == [1]
+    breaker = downstream.breaker.snapshot()
+    # What the caller got is what the breaker counts: one call, a success.
+    assert (breaker.failures_total, breaker.successes_total) == (0, 1)
+
+
+async def test_an_open_breaker_costs_no_attempt() -> None:
+    async with server(_unavailable_then_ok) as (url, seen):
+        downstream = _downstream(url)
+        downstream.breaker.force_open()
+        try:
+            with pytest.raises(DownstreamUnavailable) as caught:
+                await downstream.request("POST", "/charges", headers={"idempotency-key": "o-7"})
+        finally:
+            await downstream.aclose()
+    assert caught.value.extensions["reason"] == "circuit_open"
+    assert caught.value.maybe_delivered is False
+    assert seen.requests == []
+    assert sum(downstream.retrier.snapshot().attempts_total.values()) == 0
 
 
 async def test_a_post_that_never_connected_was_not_delivered() -> None:

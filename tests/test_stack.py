@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from redline.stack import pid_alive
+from redline.state import pid_alive
 from services.topology import SERVICES
 from tests.harness import (
     FAST_PASSWORD_HASHING,

@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-from redline.stack import DEFAULT_PORTS, read_state
+from redline.stack import DEFAULT_PORTS
+from redline.state import read_state
 
 
 class SourceError(RuntimeError):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.di import Provide
 from pydantic import Field
 
 from services.accounts.routes import AccountsController
 from services.accounts.store import Passwords
-from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, ServiceSettings, create_app, load_settings, run
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,18 +25,18 @@ class AccountsSettings(ServiceSettings):
 
 
 def build(settings: AccountsSettings) -> Litestar:
-    async def startup(ctx: ServiceContext) -> None:
-        ctx.extras["passwords"] = Passwords(
-            time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
-        )
-        ctx.extras["token_ttl_seconds"] = settings.token_ttl_seconds
-
+    passwords = Passwords(
+        time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
+    )
     return create_app(
         "accounts",
         route_handlers=[AccountsController],
         settings=settings,
         migrations_dir=MIGRATIONS,
-        on_startup=[startup],
+        dependencies={
+            "passwords": Provide(lambda: passwords, sync_to_thread=False),
+            "token_ttl_seconds": Provide(lambda: settings.token_ttl_seconds, sync_to_thread=False),
+        },
         description="Registration, login with JWT access tokens, and the user's profile.",
     )
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.params import SkipValidation
 
 from services.accounts import store
 from services.accounts.models import Credentials, Registration, Token, User
+from services.accounts.store import Passwords
 from services.chassis import Database
 from services.chassis.auth import current_principal, issue_token, jwt_secret
 
@@ -17,24 +19,24 @@ class AccountsController(Controller):
 
     @post("/users", status_code=201)
     async def register(
-        self, request: Request[Any, Any, Any], db: Database, data: Registration
+        self, db: Database, passwords: SkipValidation[Passwords], data: Registration
     ) -> User:
         """Create an account. A registered e-mail address is a 409."""
-        ctx = request.app.state.ctx
         return await store.register(
-            db, ctx.extras["passwords"], email=data.email, password=data.password, name=data.name
+            db, passwords, email=data.email, password=data.password, name=data.name
         )
 
     @post("/tokens", status_code=200)
     async def login(
-        self, request: Request[Any, Any, Any], db: Database, data: Credentials
+        self,
+        db: Database,
+        passwords: SkipValidation[Passwords],
+        token_ttl_seconds: int,
+        data: Credentials,
     ) -> Token:
         """Exchange e-mail and password for a bearer access token."""
-        ctx = request.app.state.ctx
-        user = await store.authenticate(
-            db, ctx.extras["passwords"], email=data.email, password=data.password
-        )
-        ttl: int = ctx.extras["token_ttl_seconds"]
+        user = await store.authenticate(db, passwords, email=data.email, password=data.password)
+        ttl = token_ttl_seconds
         token = issue_token(user.id, user.email, ttl_seconds=ttl, secret=jwt_secret())
         return Token(
             access_token=token,

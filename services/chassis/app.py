@@ -128,11 +128,12 @@ def create_app(
             raise RuntimeError(f"service {name} has no database")
         return ctx.db
 
+    # A service adds its own typed providers (``dependencies``); handlers
+    # declare what they use by name and type, never by reaching into the context.
     deps: dict[str, Provide] = {
         "db": Provide(provide_db, sync_to_thread=False),
-        "ctx": Provide(lambda: ctx, sync_to_thread=False),
+        **(dependencies or {}),
     }
-    deps.update(dependencies or {})
 
     app = Litestar(
         route_handlers=[

@@ -11,17 +11,14 @@ A call goes through, from the outside in::
     transport -> a CLIENT span per attempt, traceparent, X-Request-ID and the
                  remaining budget in ``x-deadline-remaining-ms``
 
-The bulkhead is outermost of the three so a slow dependency's retries and
-backoff sleeps hold its slots, never the service's other capacity; the
-breaker sits outside the retry so an open breaker costs no attempts at all and
-it judges what the caller finally got, a call that succeeded on its second
-attempt being a success.
+That is ``bulkhead.call(breaker.call, retrier.call(attempt))``; why in this
+order is argued once, in ``services/chassis/resilience/__init__.py``.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -30,6 +27,7 @@ from services.chassis.aiohttp_transport import AiohttpTransport
 from services.chassis.errors import ProblemError, ServiceUnavailable
 from services.chassis.resilience import (
     DEADLINE_HEADER,
+    RETRYABLE_STATUSES,
     BreakerConfig,
     Bulkhead,
     BulkheadFullError,
@@ -51,7 +49,6 @@ from telemetry import RESEND_COUNT_EXTENSION, URL_TEMPLATE_EXTENSION, Instrument
 # or the answer was lost (a timeout). The retrier only ever retries idempotent
 # calls, for which a lost answer is safe to ask again.
 _RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
 
 class DownstreamUnavailable(ServiceUnavailable):
@@ -228,44 +225,31 @@ class Downstream:
                 maybe_delivered = True
                 raise
 
+        error: DownstreamUnavailable | DownstreamTimeout
         try:
-            async with self.bulkhead:
-                permit = self.breaker.acquire_permission()
-                start = time.monotonic()
-                try:
-                    response = await self.retrier.call(attempt, idempotent=idempotent)
-                except BaseException as exc:
-                    if isinstance(exc, Exception):
-                        self.breaker.on_error(time.monotonic() - start, exc, permit)
-                    else:  # cancelled: no verdict on the dependency
-                        self.breaker.release_permission(permit)
-                    raise
-                self.breaker.on_result(time.monotonic() - start, response, permit)
-                return response
+            return await self.bulkhead.call(
+                self.breaker.call, partial(self.retrier.call, attempt, idempotent=idempotent)
+            )
         except CircuitOpenError as exc:
-            raise DownstreamUnavailable(
+            error = DownstreamUnavailable(
                 f"{self.name} is failing; calls are paused (circuit breaker open).",
                 retry_after=exc.retry_after,
                 dependency=self.name,
                 reason="circuit_open",
-            ) from None
+            )
         except BulkheadFullError:
-            raise DownstreamUnavailable(
+            error = DownstreamUnavailable(
                 f"Too many calls to {self.name} in flight.",
                 dependency=self.name,
                 reason="bulkhead_full",
-            ) from None
-        except (httpx.TimeoutException, DeadlineExceeded):
-            timeout_error = DownstreamTimeout(
-                f"{self.name} did not answer in time.", dependency=self.name
             )
-            timeout_error.maybe_delivered = maybe_delivered
-            raise timeout_error from None
+        except (httpx.TimeoutException, DeadlineExceeded):
+            error = DownstreamTimeout(f"{self.name} did not answer in time.", dependency=self.name)
         except httpx.TransportError as exc:
-            unreachable = DownstreamUnavailable(
+            error = DownstreamUnavailable(
                 f"{self.name} is unreachable ({type(exc).__name__}).",
                 dependency=self.name,
                 reason="unreachable",
             )
-            unreachable.maybe_delivered = maybe_delivered
-            raise unreachable from None
+        error.maybe_delivered = maybe_delivered
+        raise error from None

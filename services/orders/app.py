@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.di import Provide
 from pydantic import Field
 
 from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
@@ -25,7 +27,22 @@ class OrdersSettings(ServiceSettings):
     saga_recovery_interval_seconds: float = Field(default=2.0, gt=0, le=60)
 
 
+@dataclass
+class Running:
+    """What the orders service starts once the database and its dependencies are up."""
+
+    orders: OrderService | None = None
+    recovery: asyncio.Task[None] | None = None
+
+    def provide_orders(self) -> OrderService:
+        if self.orders is None:
+            raise RuntimeError("the orders service has not started")
+        return self.orders
+
+
 def build(settings: OrdersSettings) -> Litestar:
+    running = Running()
+
     async def startup(ctx: ServiceContext) -> None:
         assert ctx.db is not None
         saga = Saga(
@@ -36,18 +53,18 @@ def build(settings: OrdersSettings) -> Litestar:
             lease_seconds=settings.saga_lease_seconds,
         )
         service = OrderService(db=ctx.db, inventory=ctx.downstreams["inventory"], saga=saga)
-        ctx.extras["orders"] = service
-        ctx.extras["recovery"] = asyncio.create_task(
+        running.orders = service
+        running.recovery = asyncio.create_task(
             service.recover_forever(settings.saga_recovery_interval_seconds)
         )
 
     async def shutdown(ctx: ServiceContext) -> None:
-        task = ctx.extras.get("recovery")
-        if task is not None:
-            task.cancel()
+        if running.recovery is not None:
+            running.recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        ctx.extras["orders"].saga.pauses.clear()  # paused sagas finish before we exit
+                await running.recovery
+        if running.orders is not None:
+            running.orders.saga.pauses.clear()  # paused sagas finish before we exit
 
     return create_app(
         "orders",
@@ -56,6 +73,7 @@ def build(settings: OrdersSettings) -> Litestar:
         migrations_dir=MIGRATIONS,
         on_startup=[startup],
         on_shutdown=[shutdown],
+        dependencies={"orders": Provide(running.provide_orders, sync_to_thread=False)},
         description="Orders, placed idempotently, completed by a saga over inventory and payments.",
     )
 

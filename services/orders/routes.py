@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import Parameter, SkipValidation
 
 from services.chassis import Database, ProblemError
 from services.chassis.admin import require_admin
@@ -16,7 +16,6 @@ from services.chassis.errors import PROBLEM_JSON, correlation_ids
 from services.chassis.http_client import FINAL_OUTCOME_HEADER
 from services.orders import store
 from services.orders.models import Order, OrderPage, PlaceOrder
-from services.orders.saga import Pauses
 from services.orders.service import OrderService
 
 MAX_KEY_LENGTH = 255
@@ -50,6 +49,7 @@ class OrdersController(Controller):
     async def place_order(
         self,
         request: Request[Any, Any, Any],
+        orders: SkipValidation[OrderService],
         data: PlaceOrder,
         idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
     ) -> Response[Any]:
@@ -61,8 +61,7 @@ class OrdersController(Controller):
         """
         principal = current_principal(request)
         key = parse_idempotency_key(idempotency_key)
-        service: OrderService = request.app.state.ctx.extras["orders"]
-        status, body, replayed = await service.place(principal.user_id, key, data)
+        status, body, replayed = await orders.place(principal.user_id, key, data)
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         if status >= 500:
             # The order is cancelled: a considered answer, not orders failing.
@@ -117,12 +116,12 @@ class SagaAdminController(Controller):
     include_in_schema = False
 
     @put("/", sync_to_thread=False)
-    def set_pauses(self, request: Request[Any, Any, Any], data: PausesBody) -> PausesBody:
-        pauses: Pauses = request.app.state.ctx.extras["orders"].saga.pauses
+    def set_pauses(self, orders: SkipValidation[OrderService], data: PausesBody) -> PausesBody:
+        pauses = orders.saga.pauses
         pauses.set(set(data.after))
         return PausesBody(after=sorted(pauses.after))
 
     @delete("/", sync_to_thread=False, status_code=200)
-    def clear_pauses(self, request: Request[Any, Any, Any]) -> PausesBody:
-        request.app.state.ctx.extras["orders"].saga.pauses.clear()
+    def clear_pauses(self, orders: SkipValidation[OrderService]) -> PausesBody:
+        orders.saga.pauses.clear()
         return PausesBody(after=[])

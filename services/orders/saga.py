@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -78,7 +79,22 @@ INTERRUPTED = "interrupted"
 INVENTORY_CONFLICT = "inventory_conflict"
 
 
-class Outcome:
+class Step(StrEnum):
+    """The ``step`` column: the names in the machine above and in the table's CHECK."""
+
+    CREATED = "created"
+    RESERVED = "reserved"
+    CHARGING = "charging"
+    CHARGED = "charged"
+    CONFIRMED = "confirmed"
+    COMPENSATING_REFUND = "compensating_refund"
+    COMPENSATING_RELEASE = "compensating_release"
+    CANCELLED = "cancelled"
+
+
+class Outcome(StrEnum):
+    """What a call to a dependency came to (``classify``), the ``saga.outcome`` of its span."""
+
     OK = "ok"
     REFUSED = "refused"  # a definite "no": nothing happened downstream
     UNKNOWN = "unknown"  # it may or may not have happened
@@ -90,7 +106,7 @@ class NotSent:
     """Stands for the response of a call that never left (connection refused, breaker open)."""
 
 
-def classify(response: httpx.Response | NotSent | None) -> str:
+def classify(response: httpx.Response | NotSent | None) -> Outcome:
     if isinstance(response, NotSent):
         return Outcome.NOT_SENT
     if response is None or response.status_code >= 500:
@@ -190,6 +206,24 @@ class Saga:
         ) as span:
             yield span
 
+    async def _attempt(
+        self,
+        name: str,
+        order_id: UUID,
+        downstream: Downstream,
+        path: str,
+        template: str,
+        json: Any = None,
+        *,
+        compensation: bool = False,
+    ) -> tuple[Outcome, httpx.Response | NotSent | None]:
+        """A step's call in its span: POST, classify the answer, put the outcome on the span."""
+        with self._span(name, order_id, compensation=compensation) as span:
+            response = await self._call(downstream, "POST", path, template, json)
+            outcome = classify(response)
+            span.set_attribute("saga.outcome", outcome.value)
+        return outcome, response
+
     # -- the machine ---------------------------------------------------------------
     async def drive(self, order_id: UUID, *, recovering: bool = False) -> Order:
         """Move the order as far as it can go now; returns it as it then is."""
@@ -233,22 +267,22 @@ class Saga:
     @staticmethod
     def _recovery_step(order: Order) -> str:
         """Where an interrupted saga resumes: compensate before the charge, commit after."""
-        if order.step in ("created", "reserved"):
-            return "compensating_release"
-        if order.step == "charging":
-            return "compensating_refund"
+        if order.step in (Step.CREATED, Step.RESERVED):
+            return Step.COMPENSATING_RELEASE
+        if order.step == Step.CHARGING:
+            return Step.COMPENSATING_REFUND
         return order.step
 
     async def _step(self, order: Order, step: str, payment_method: str) -> bool:
-        if step == "created":
+        if step == Step.CREATED:
             return await self._reserve(order)
-        if step in ("reserved", "charging"):
+        if step in (Step.RESERVED, Step.CHARGING):
             return await self._charge(order, payment_method)
-        if step == "charged":
+        if step == Step.CHARGED:
             return await self._commit(order)
-        if step == "compensating_refund":
+        if step == Step.COMPENSATING_REFUND:
             return await self._refund(order)
-        if step == "compensating_release":
+        if step == Step.COMPENSATING_RELEASE:
             return await self._release(order)
         raise ProblemError(f"Order {order.id} is at an unknown step {step!r}.", status=500)
 
@@ -257,18 +291,15 @@ class Saga:
             "order_id": str(order.id),
             "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
         }
-        with self._span("reserve_inventory", order.id) as span:
-            response = await self._call(
-                self.inventory, "POST", "/reservations", "/reservations", body
-            )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, response = await self._attempt(
+            "reserve_inventory", order.id, self.inventory, "/reservations", "/reservations", body
+        )
         if outcome == Outcome.OK:
-            return await self._advance(order.id, "reserved", "ok")
+            return await self._advance(order.id, Step.RESERVED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("reserve_inventory").inc()
         if outcome == Outcome.NOT_SENT:
             # Nothing reached inventory, nothing can arrive late: nothing to undo.
-            return await self._cancel(order.id, INVENTORY_UNAVAILABLE, "not_sent")
+            return await self._cancel(order.id, INVENTORY_UNAVAILABLE, Outcome.NOT_SENT)
         if outcome == Outcome.REFUSED and _problem_type(response) == "out-of-stock":
             reason = OUT_OF_STOCK
         elif outcome == Outcome.REFUSED:
@@ -278,10 +309,12 @@ class Saga:
         else:
             reason = INVENTORY_UNAVAILABLE
         # Even a refusal releases: it leaves the tombstone that stops a late reserve.
-        return await self._advance(order.id, "compensating_release", outcome, reason=reason)
+        return await self._advance(order.id, Step.COMPENSATING_RELEASE, outcome, reason=reason)
 
     async def _charge(self, order: Order, payment_method: str) -> bool:
-        if order.step != "charging" and not await self._advance(order.id, "charging", "started"):
+        if order.step != Step.CHARGING and not await self._advance(
+            order.id, Step.CHARGING, "started"
+        ):
             return False
         body = {
             "order_id": str(order.id),
@@ -289,12 +322,11 @@ class Saga:
             "currency": order.currency,
             "payment_method": payment_method,
         }
-        with self._span("charge_payment", order.id) as span:
-            response = await self._call(self.payments, "POST", "/charges", "/charges", body)
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, response = await self._attempt(
+            "charge_payment", order.id, self.payments, "/charges", "/charges", body
+        )
         if outcome == Outcome.OK:
-            return await self._advance(order.id, "charged", "ok")
+            return await self._advance(order.id, Step.CHARGED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("charge_payment").inc()
         if (
             outcome == Outcome.REFUSED
@@ -303,26 +335,30 @@ class Saga:
         ):
             detail = _problem_type(response)
             return await self._advance(
-                order.id, "compensating_release", "declined", reason=PAYMENT_DECLINED, detail=detail
+                order.id,
+                Step.COMPENSATING_RELEASE,
+                "declined",
+                reason=PAYMENT_DECLINED,
+                detail=detail,
             )
         if outcome == Outcome.NOT_SENT:
             # No charge can exist: only the stock goes back.
             return await self._advance(
-                order.id, "compensating_release", outcome, reason=PAYMENT_UNAVAILABLE
+                order.id, Step.COMPENSATING_RELEASE, outcome, reason=PAYMENT_UNAVAILABLE
             )
         reason = INTERRUPTED if outcome == Outcome.REFUSED else PAYMENT_UNAVAILABLE
-        return await self._advance(order.id, "compensating_refund", outcome, reason=reason)
+        return await self._advance(order.id, Step.COMPENSATING_REFUND, outcome, reason=reason)
 
     async def _commit(self, order: Order) -> bool:
-        path = f"/reservations/{order.id}/commit"
-        with self._span("commit_inventory", order.id) as span:
-            response = await self._call(
-                self.inventory, "POST", path, "/reservations/{order_id}/commit"
-            )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
+        outcome, _ = await self._attempt(
+            "commit_inventory",
+            order.id,
+            self.inventory,
+            f"/reservations/{order.id}/commit",
+            "/reservations/{order_id}/commit",
+        )
         if outcome == Outcome.OK:
-            moved = await self._advance(order.id, "confirmed", "ok", status="confirmed")
+            moved = await self._advance(order.id, Step.CONFIRMED, Outcome.OK, status="confirmed")
             if moved:
                 ORDERS_COMPLETED.labels("confirmed", "").inc()
                 ORDER_VALUE.observe(order.total_cents / 100)
@@ -331,47 +367,51 @@ class Saga:
         if outcome == Outcome.REFUSED:
             # The reservation is gone (released by someone): the paid order cannot ship.
             return await self._advance(
-                order.id, "compensating_refund", "refused", reason=INVENTORY_CONFLICT
+                order.id, Step.COMPENSATING_REFUND, Outcome.REFUSED, reason=INVENTORY_CONFLICT
             )
         return False  # paid: retry the commit later, never refund it
 
-    async def _refund(self, order: Order) -> bool:
-        with (
-            _own_budget(COMPENSATION_BUDGET_SECONDS),
-            self._span("refund_payment", order.id, compensation=True) as span,
-        ):
-            response = await self._call(
-                self.payments, "POST", f"/charges/{order.id}/refund", "/charges/{order_id}/refund"
+    async def _compensated(
+        self, name: str, order_id: UUID, downstream: Downstream, path: str, template: str
+    ) -> bool:
+        """A compensating call on a budget of its own; True (and counted) once it is done."""
+        with _own_budget(COMPENSATION_BUDGET_SECONDS):
+            outcome, _ = await self._attempt(
+                name, order_id, downstream, path, template, compensation=True
             )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
-        if outcome != Outcome.OK:
-            return False  # try again later; the lease keeps others away meanwhile
-        SAGA_COMPENSATIONS.labels("refund_payment").inc()
-        return await self._advance(order.id, "compensating_release", "refunded")
-
-    async def _release(self, order: Order) -> bool:
-        with (
-            _own_budget(COMPENSATION_BUDGET_SECONDS),
-            self._span("release_inventory", order.id, compensation=True) as span,
-        ):
-            response = await self._call(
-                self.inventory,
-                "POST",
-                f"/reservations/{order.id}/release",
-                "/reservations/{order_id}/release",
-            )
-            outcome = classify(response)
-            span.set_attribute("saga.outcome", outcome)
         if outcome != Outcome.OK:
             return False
-        SAGA_COMPENSATIONS.labels("release_inventory").inc()
+        SAGA_COMPENSATIONS.labels(name).inc()
+        return True
+
+    async def _refund(self, order: Order) -> bool:
+        refunded = await self._compensated(
+            "refund_payment",
+            order.id,
+            self.payments,
+            f"/charges/{order.id}/refund",
+            "/charges/{order_id}/refund",
+        )
+        if not refunded:
+            return False  # try again later; the lease keeps others away meanwhile
+        return await self._advance(order.id, Step.COMPENSATING_RELEASE, "refunded")
+
+    async def _release(self, order: Order) -> bool:
+        released = await self._compensated(
+            "release_inventory",
+            order.id,
+            self.inventory,
+            f"/reservations/{order.id}/release",
+            "/reservations/{order_id}/release",
+        )
+        if not released:
+            return False
         reason = (await self._reload(order.id)).reason or INTERRUPTED
         return await self._cancel(order.id, reason, "released")
 
     async def _cancel(self, order_id: UUID, reason: str, outcome: str) -> bool:
         moved = await self._advance(
-            order_id, "cancelled", outcome, status="cancelled", reason=reason
+            order_id, Step.CANCELLED, outcome, status="cancelled", reason=reason
         )
         if moved:
             ORDERS_COMPLETED.labels("cancelled", reason).inc()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Litestar
+from litestar.di import Provide
 from pydantic import Field
 
-from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, ServiceSettings, create_app, load_settings, run
 from services.payments.processor import SimulatedProcessor
 from services.payments.routes import ChargesController
 
@@ -22,19 +23,17 @@ class PaymentsSettings(ServiceSettings):
 
 
 def build(settings: PaymentsSettings) -> Litestar:
-    async def startup(ctx: ServiceContext) -> None:
-        ctx.extras["processor"] = SimulatedProcessor(
-            median_latency_ms=settings.processor_median_latency_ms,
-            latency_sigma=settings.processor_latency_sigma,
-            decline_rate=settings.processor_decline_rate,
-        )
-
+    processor = SimulatedProcessor(
+        median_latency_ms=settings.processor_median_latency_ms,
+        latency_sigma=settings.processor_latency_sigma,
+        decline_rate=settings.processor_decline_rate,
+    )
     return create_app(
         "payments",
         route_handlers=[ChargesController],
         settings=settings,
         migrations_dir=MIGRATIONS,
-        on_startup=[startup],
+        dependencies={"processor": Provide(lambda: processor, sync_to_thread=False)},
         description=(
             "Charges and refunds, idempotent by order id, against a simulated card processor."
         ),

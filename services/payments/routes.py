@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
+from litestar.params import SkipValidation
 
 from services.chassis import Database
 from services.payments import store
 from services.payments.models import ChargeRequest, Payment
+from services.payments.processor import SimulatedProcessor
 
 
 class ChargesController(Controller):
@@ -18,10 +19,10 @@ class ChargesController(Controller):
 
     @post("/")
     async def charge(
-        self, request: Request[Any, Any, Any], db: Database, data: ChargeRequest
+        self, db: Database, processor: SkipValidation[SimulatedProcessor], data: ChargeRequest
     ) -> Response[Payment]:
         """Charge an order once; a repeat returns the first outcome (a decline is a 402)."""
-        payment, created = await store.charge(db, request.app.state.ctx.extras["processor"], data)
+        payment, created = await store.charge(db, processor, data)
         return Response(payment, status_code=201 if created else 200)
 
     @get("/{order_id:uuid}")
@@ -30,10 +31,10 @@ class ChargesController(Controller):
 
     @post("/{order_id:uuid}/refund", status_code=200)
     async def refund(
-        self, request: Request[Any, Any, Any], db: Database, order_id: UUID
+        self, db: Database, processor: SkipValidation[SimulatedProcessor], order_id: UUID
     ) -> Payment:
         """Refund (saga compensation). Idempotent; waits for a charge of the order in flight."""
-        return await store.refund(db, request.app.state.ctx.extras["processor"], order_id)
+        return await store.refund(db, processor, order_id)
 
     @get("/ledger", include_in_schema=True)
     async def ledger(self, db: Database) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""Prometheus and Alertmanager configuration: the Docker file and the native renderer.
+"""Prometheus and Alertmanager configuration: one renderer for both stacks.
 
-``prometheus.docker.yml`` beside this module is the docker compose config;
-:mod:`telemetry.prometheus.config` renders the same shape for ``redline up``.
+:mod:`telemetry.prometheus.config` renders ``redline up``'s config;
+:mod:`telemetry.prometheus.docker` renders ``prometheus.docker.yml`` beside
+this module, the docker compose config, with the same code.
 """

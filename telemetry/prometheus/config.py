@@ -1,9 +1,10 @@
-"""Prometheus and Alertmanager for the native stack (``redline up``).
+"""Prometheus and Alertmanager for both stacks.
 
-:func:`native_config` renders a ``prometheus.yml`` with the same shape as the
-docker compose one (``prometheus.docker.yml`` beside this file): one job per
-service named after it, scraped directly so exemplars arrive untouched, a
-self-scrape job, and Alertmanager as alert target and scrape target.
+:func:`native_config` renders a ``prometheus.yml``: one job per service named
+after it, scraped directly so exemplars arrive untouched, a self-scrape job,
+and Alertmanager as alert target and scrape target. ``redline up`` calls it
+with its ports; ``telemetry/prometheus/docker.py`` with the compose hostnames,
+to write ``prometheus.docker.yml`` beside this file.
 :func:`command_line` and :func:`alertmanager_command_line` give the argv of the
 Debian binaries (Prometheus 2.42, Alertmanager 0.25), which also works for the
 upstream releases.
@@ -40,12 +41,9 @@ def _host_port(value: str, *, what: str) -> str:
     return value
 
 
-def _static_job(name: str, target: str, interval: str, *, scheme: str = "http") -> dict[str, Any]:
-    job: dict[str, Any] = {
-        "job_name": name,
-        "scrape_interval": interval,
-        "scrape_timeout": interval,
-    }
+def _static_job(name: str, target: str, *, scheme: str = "http") -> dict[str, Any]:
+    # The global scrape interval and timeout apply to every job.
+    job: dict[str, Any] = {"job_name": name}
     if scheme != "http":
         job["scheme"] = scheme
     job["static_configs"] = [{"targets": [target]}]
@@ -61,6 +59,7 @@ def native_config(
     evaluation_interval: str = "2s",
     self_address: str = "127.0.0.1:9090",
     extra_targets: Mapping[str, str] | None = None,
+    header: str = _HEADER,
 ) -> str:
     """A prometheus.yml (YAML text) scraping ``targets`` ({service: "host:port"}).
 
@@ -70,7 +69,7 @@ def native_config(
     (``http://127.0.0.1:9093``) adds the alerting target and an ``alertmanager``
     job; ``self_address`` is where this Prometheus listens, for its self-scrape.
     ``extra_targets`` adds more jobs ({job: "host:port"}), e.g. a local
-    otel-collector's own metrics.
+    otel-collector's own metrics. ``header`` is the comment the text opens with.
     """
     reserved = {SELF_JOB, ALERTMANAGER_JOB}
     jobs: dict[str, str] = {}
@@ -80,10 +79,8 @@ def native_config(
                 raise ValueError(f"{kind} {name!r}: the job name is already taken")
             jobs[name] = _host_port(target, what=f"{kind} {name!r}")
 
-    scrape_configs = [_static_job(name, target, scrape_interval) for name, target in jobs.items()]
-    scrape_configs.append(
-        _static_job(SELF_JOB, _host_port(self_address, what="self_address"), scrape_interval)
-    )
+    scrape_configs = [_static_job(name, target) for name, target in jobs.items()]
+    scrape_configs.append(_static_job(SELF_JOB, _host_port(self_address, what="self_address")))
     config: dict[str, Any] = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -100,17 +97,19 @@ def native_config(
             raise ValueError(
                 f"alertmanager_url: expected http(s)://host:port, got {alertmanager_url!r}"
             )
-        manager: dict[str, Any] = {"api_version": "v2", "scheme": url.scheme}
+        manager: dict[str, Any] = {"api_version": "v2"}
+        if url.scheme != "http":
+            manager["scheme"] = url.scheme
         if url.path.strip("/"):
             manager["path_prefix"] = url.path
         manager["static_configs"] = [{"targets": [url.netloc]}]
         config["alerting"] = {"alertmanagers": [manager]}
-        am_job = _static_job(ALERTMANAGER_JOB, url.netloc, scrape_interval, scheme=url.scheme)
+        am_job = _static_job(ALERTMANAGER_JOB, url.netloc, scheme=url.scheme)
         if url.path.strip("/"):
             am_job["metrics_path"] = url.path.rstrip("/") + "/metrics"
         scrape_configs.append(am_job)
     config["scrape_configs"] = scrape_configs
-    return _HEADER + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+    return header + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
 def command_line(

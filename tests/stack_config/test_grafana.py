@@ -8,15 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from telemetry.grafana import config as grafana
 from tests.stack_config.stack import (
     DASHBOARDS_DIR,
     GRAFANA_PROVISIONING,
     REPO,
     datasource_refs,
     endpoint_problems,
+    environment,
     host_path,
-    load_yaml,
     unescaped_macros,
     unknown_datasource_refs,
 )
@@ -32,12 +34,65 @@ DATASOURCE_FILES = sorted((GRAFANA_PROVISIONING / "datasources").glob("*.yml"))
 PROVIDER_FILES = sorted((GRAFANA_PROVISIONING / "dashboards").glob("*.yml"))
 
 
+def as_compose_runs_it(path: Path, services: dict[str, Any]) -> Any:
+    """A provisioning file with its ${NAME}s as the compose grafana service sets them."""
+    return yaml.safe_load(grafana.substitute(path.read_text(), environment(services["grafana"])))
+
+
 @pytest.fixture(scope="module")
-def datasources() -> list[dict[str, Any]]:
+def datasources(services: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for path in DATASOURCE_FILES:
-        found += load_yaml(path)["datasources"]
+        found += as_compose_runs_it(path, services)["datasources"]
     return found
+
+
+# What `redline up` fills in (redline/stack.py): everything but Loki, which it does not run.
+NATIVE = {
+    "PROMETHEUS_URL": "http://127.0.0.1:9090",
+    "PROMETHEUS_SCRAPE_INTERVAL": "2s",
+    "JAEGER_URL": "http://127.0.0.1:16686",
+    "ALERTMANAGER_URL": "http://127.0.0.1:9093",
+    "REDLINE_DASHBOARDS_DIR": str(DASHBOARDS_DIR),
+}
+
+
+@pytest.mark.parametrize("path", DATASOURCE_FILES + PROVIDER_FILES, ids=lambda p: p.name)
+def test_compose_sets_every_variable_the_provisioning_files_use(
+    path: Path, services: dict[str, Any]
+) -> None:
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+    used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)\}", text))
+    assert used, "each file names at least one value that differs between the stacks"
+    assert used <= set(environment(services["grafana"]))
+    assert set(NATIVE) | {"LOKI_URL"} >= used
+
+
+def test_the_native_stack_gets_the_same_datasources_but_loki_and_its_links() -> None:
+    rendered = yaml.safe_load(grafana.render(grafana.DATASOURCES, NATIVE))
+    sources = by_uid(rendered["datasources"])
+    assert set(sources) == set(EXPECTED_UIDS) - {"loki"}
+    assert sources["prometheus"]["url"] == NATIVE["PROMETHEUS_URL"]
+    assert sources["prometheus"]["jsonData"]["timeInterval"] == "2s"
+    refs = [ref for ds in sources.values() for _, ref in datasource_refs(ds)]
+    assert "jaeger" in refs
+    assert "loki" not in refs
+    assert "tracesToMetrics" in sources["jaeger"]["jsonData"]
+    # Grafana still expands the rendered file: its own macros stay escaped.
+    assert "$$__tags" in grafana.render(grafana.DATASOURCES, NATIVE)
+
+
+def test_the_native_stack_reads_the_dashboards_from_the_repository() -> None:
+    rendered = yaml.safe_load(grafana.render(grafana.DASHBOARD_PROVIDERS, NATIVE))
+    (provider,) = rendered["providers"]
+    assert provider["options"]["path"] == str(DASHBOARDS_DIR)
+
+
+def test_substitution_leaves_escaped_and_unknown_names_to_grafana() -> None:
+    text = "a: ${KNOWN} b: $${KNOWN} c: ${UNKNOWN} d: $${__value.raw}"
+    assert grafana.substitute(text, {"KNOWN": "x"}) == (
+        "a: x b: $${KNOWN} c: ${UNKNOWN} d: $${__value.raw}"
+    )
 
 
 def by_uid(datasources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -127,7 +182,9 @@ def test_compose_mounts_the_provisioning_directory(services: dict[str, Any]) -> 
 def test_dashboard_provider_reads_the_generated_dashboards_mounted_from_the_repo(
     services: dict[str, Any],
 ) -> None:
-    (provider,) = [p for path in PROVIDER_FILES for p in load_yaml(path)["providers"]]
+    (provider,) = [
+        p for path in PROVIDER_FILES for p in as_compose_runs_it(path, services)["providers"]
+    ]
     assert provider["type"] == "file"
     assert host_path(services["grafana"], provider["options"]["path"]) == DASHBOARDS_DIR
     assert DASHBOARDS_DIR.parent == REPO / "dashboards"

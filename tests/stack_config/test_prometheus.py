@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from services.topology import SERVICES
+from telemetry.prometheus import docker
 from telemetry.prometheus.config import alertmanager_command_line, command_line, native_config
 from tests.harness import free_port, wait_until
 from tests.stack_config.stack import (
@@ -71,6 +72,13 @@ def test_docker_config_with_its_mounted_rule_files_passes_promtool(
     copy.write_text(yaml.safe_dump(config))
     result = promtool_check_config(copy)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_config_is_what_the_native_renderer_makes_of_the_compose_hosts() -> None:
+    assert docker.DOCKER_CONFIG == PROMETHEUS_DOCKER_CONFIG
+    assert PROMETHEUS_DOCKER_CONFIG.read_text() == docker.render(), (
+        "prometheus.docker.yml is out of date: run `python -m telemetry.prometheus.docker`"
+    )
 
 
 def test_docker_prometheus_loads_exactly_the_normal_profile_of_the_alert_rules(

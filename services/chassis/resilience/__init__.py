@@ -6,15 +6,40 @@ nothing about logs, traces or Prometheus. Observers attach through
 successful hot path), and ``register(obj)`` exports an object's counters
 from ``telemetry.REGISTRY`` at scrape time.
 
-Composed around one outgoing call, from the outside in::
+Composed around one outgoing call (``services/chassis/http_client.py``), from
+the outside in, after the deadline check::
 
-    retrier.call(attempt, idempotent=is_idempotent(method, headers))
-      attempt = breaker.call -> bulkhead.call -> the request,
-                with timeout = current deadline's timeout_for(own timeout)
+    bulkhead.call(breaker.call, retrier.call(attempt, idempotent=...))
+      attempt: the request, with timeout = current deadline's timeout_for(own)
 
-The retrier is outermost so each attempt is judged by the breaker and holds a
-bulkhead slot only while it runs (never while sleeping); it does not retry
-the breaker's or bulkhead's refusals.
+Why this order, of the two the guards could be stacked in:
+
+* **The breaker judges calls, not attempts: it sits outside the retrier.**
+  Retries exist to absorb a dependency's blips; the breaker is for the
+  outage they cannot absorb. A call that succeeded at its second try is a
+  success — what the caller got — so a few lost connections during a restart
+  do not open the breaker and turn every caller away for its whole wait. An
+  open breaker costs no attempt, no retry-budget deposit and no retry
+  outcome. The retry budget, not the breaker, bounds how much the retries
+  add to a failing dependency's load.
+* **The bulkhead is outermost: a call keeps its slot through its retries and
+  their backoff.** The N slots bound everything this service does to the
+  dependency, retries included, so a slow or failing dependency cannot take
+  more than its own slots (the connection pool is sized to match), and a
+  retry is never refused for a slot a newcomer took after its first attempt
+  was sent — an unknown outcome, for a charge.
+* **The bulkhead is outside the breaker**, so a call shed for local capacity
+  never reaches the breaker: it is not counted as the dependency failing and
+  never uses up a half-open trial.
+
+The price, accepted: the breaker's durations are whole calls, backoff
+included (a slow-call threshold is set against that), a half-open trial may
+be up to ``max_attempts`` requests, a breaker that opens while a call is
+retrying lets that call finish its attempts, and a slot is held during a
+backoff sleep. The other order (retrier outermost, breaker and bulkhead per
+attempt) trips sooner on blips the retries would have absorbed and lets a
+newcomer take a retrying call's slot; it is the better choice only where
+every attempt's health matters more than the call's.
 """
 
 from services.chassis.resilience._breaker import (

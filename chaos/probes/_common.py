@@ -1,0 +1,41 @@
+"""What every probe module shares: the HTTP timeout, the skip signal, polling and marks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from chaos.context import MARKS
+
+TIMEOUT = 5.0
+
+
+class ProbeSkipped(Exception):
+    """The probe cannot be made here (a backend is not configured); not a deviation."""
+
+
+def poll(seconds: float, interval: float = 0.25) -> Iterator[float]:
+    """Yield elapsed seconds until ``seconds`` have passed (the last yield is at or past it)."""
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        yield elapsed
+        if elapsed >= seconds:
+            return
+        time.sleep(interval)
+
+
+def mark_time(mark: str | None) -> float | None:
+    """The wall time of a mark, or None when no mark is named."""
+    return MARKS.get(mark) if mark else None
+
+
+def seconds_since(mark: str | None, started: float) -> float:
+    """Seconds from the mark (or from ``started``, a wall time) until now, rounded."""
+    origin = mark_time(mark) or started
+    return round(time.time() - origin, 2)
+
+
+def matches(labels: dict[str, str], wanted: dict[str, str]) -> bool:
+    """Every wanted label has the wanted value."""
+    return all(labels.get(k) == v for k, v in wanted.items())

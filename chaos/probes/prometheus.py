@@ -1,0 +1,208 @@
+"""Probes of Prometheus and of a service's own ``/metrics``: PromQL, counters, retry amplification.
+
+``$window`` in a query becomes the time since a mark, ``increase(x[$window])``
+since ``since_mark``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import httpx
+
+from chaos.context import MARKS, Configuration, stack
+from chaos.probes._common import TIMEOUT, matches, poll, seconds_since
+
+
+def _window(since_mark: str | None) -> str:
+    if not since_mark:
+        return "1m"
+    return f"{max(2, math.ceil(MARKS.since(since_mark)) + 1)}s"
+
+
+def prom_query(query: str, configuration: Configuration | None = None) -> list[dict[str, Any]]:
+    r = httpx.get(
+        f"{stack(configuration).prometheus}/api/v1/query", params={"query": query}, timeout=10
+    )
+    r.raise_for_status()
+    result: list[dict[str, Any]] = r.json()["data"]["result"]
+    return result
+
+
+def promql(
+    query: str, since_mark: str | None = None, configuration: Configuration | None = None
+) -> float | None:
+    """The value of a query that yields one series (``$window``: the time since the mark)."""
+    result = prom_query(query.replace("$window", _window(since_mark)), configuration)
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return None if math.isnan(value) else round(value, 6)
+
+
+def promql_eventually(
+    query: str,
+    within: float,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    since_mark: str | None = None,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Wait until the query's value is in [at_least, at_most]; ``seconds`` from the mark."""
+    started = time.time()
+    value: float | None = None
+    for _ in poll(within, 0.5):
+        value = promql(query, since_mark, configuration)
+        if (
+            value is not None
+            and (at_least is None or value >= at_least)
+            and (at_most is None or value <= at_most)
+        ):
+            return {"value": value, "seconds": seconds_since(since_mark, started)}
+    return {"value": value, "seconds": None, "waited": within}
+
+
+# A scrape: {(sample name, sorted label pairs): value}.
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(service: str, configuration: Configuration | None = None) -> Samples:
+    """A service's own ``/metrics``, as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{stack(configuration).url(service)}/metrics", timeout=TIMEOUT).text
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = float(sample.value)
+    return samples
+
+
+def _total(
+    samples: Samples,
+    name: str,
+    labels: dict[str, str],
+    by: str | None = None,
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (sample, sample_labels), value in samples.items():
+        found = dict(sample_labels)
+        if sample == name and matches(found, labels):
+            key = found.get(by, "") if by else ""
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+_COUNTER_BASELINES: dict[str, dict[str, Any]] = {}
+
+
+def _retry_counters(
+    caller: str, dependency: str, route: str, configuration: Configuration | None
+) -> dict[str, Any]:
+    by_outcome = _total(
+        scrape(caller, configuration),
+        "resilience_retry_attempts_total",
+        {"retrier": dependency},
+        by="outcome",
+    )
+    served = _total(
+        scrape(dependency, configuration),
+        "http_server_request_duration_seconds_count",
+        {"http_route": route},
+    ).get("", 0.0)
+    return {"by_outcome": by_outcome, "served": served, "at": time.time()}
+
+
+def retry_counters(
+    name: str,
+    caller: str,
+    dependency: str,
+    route: str,
+    ttl: float = 10.0,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Record ``caller``'s retry counters for ``dependency`` and the dependency's request count.
+
+    Also how many calls the caller made in the ``ttl`` before now (from
+    Prometheus): the retry budget's window reaches back that far, so those
+    calls' deposits count towards what it allows next.
+    """
+    counters = _retry_counters(caller, dependency, route, configuration)
+    prior = promql(
+        f'sum(increase(resilience_retry_attempts_total{{job="{caller}",retrier="{dependency}",'
+        f'outcome!="retry"}}[{int(ttl)}s]))',
+        configuration=configuration,
+    )
+    counters["prior_calls"] = round(prior or 0.0, 1)
+    _COUNTER_BASELINES[name] = counters
+    return counters
+
+
+def retry_amplification(
+    baseline: str,
+    caller: str,
+    dependency: str,
+    route: str,
+    ratio: float = 0.2,
+    floor_per_second: float = 10.0,
+    ttl: float = 10.0,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Attempts per call by ``caller``'s retrier for ``dependency`` since ``retry_counters``.
+
+    Read from the services' own counters (exact, where Prometheus' increase()
+    extrapolates). Every call ends in exactly one outcome that is not
+    ``retry``, so calls = attempts - retries. The retry budget allows, in any
+    ``ttl`` window, ``ratio`` retries per call (this span's calls and the
+    ``ttl`` before it) plus ``floor_per_second`` × ``ttl``: that is
+    ``retries_allowed``, and ``over_budget`` the retries beyond it (0 when
+    the guard holds). ``dependency_amplification`` is the dependency's own
+    count of requests on ``route`` per call.
+    """
+    before = _COUNTER_BASELINES[baseline]
+    after = _retry_counters(caller, dependency, route, configuration)
+    by_outcome = {
+        k: after["by_outcome"].get(k, 0.0) - before["by_outcome"].get(k, 0.0)
+        for k in after["by_outcome"]
+    }
+    attempts = sum(by_outcome.values())
+    retries = by_outcome.get("retry", 0.0)
+    calls = attempts - retries
+    served = after["served"] - before["served"]
+    windows = max(1, math.ceil((after["at"] - before["at"]) / ttl))
+    allowed = ratio * (calls + before.get("prior_calls", 0.0)) + floor_per_second * ttl * windows
+    return {
+        "calls": int(calls),
+        "attempts": int(attempts),
+        "retries": int(retries),
+        "by_outcome": {k: int(v) for k, v in by_outcome.items() if v},
+        "budget_exhausted": int(by_outcome.get("budget_exhausted", 0)),
+        "amplification": round(attempts / calls, 3) if calls else None,
+        "dependency_requests": int(served),
+        "dependency_amplification": round(served / calls, 3) if calls else None,
+        "retries_allowed": round(allowed, 1),
+        "over_budget": round(max(0.0, retries - allowed), 1),
+    }
+
+
+def service_metric(
+    service: str,
+    metric: str,
+    labels: dict[str, str] | None = None,
+    at_least: float | None = None,
+    within: float = 0.0,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """A sample summed over ``labels`` from the service's own /metrics (no scrape delay).
+
+    With ``at_least``, waits up to ``within`` for the value to get there.
+    """
+    started = time.time()
+    value = 0.0
+    for _ in poll(within, 0.1):
+        value = _total(scrape(service, configuration), metric, labels or {}).get("", 0.0)
+        if at_least is None or value >= at_least:
+            return {"value": value, "seconds": round(time.time() - started, 2)}
+    return {"value": value, "seconds": None, "waited": within}

@@ -1,0 +1,1 @@
+"""Grafana's provisioning files (``provisioning/``), for docker compose and ``redline up`` alike."""
