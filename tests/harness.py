@@ -171,7 +171,7 @@ PREDICTABLE_PAYMENTS = {
 
 @dataclass
 class Platform:
-    """All five services on free ports, each on its own fresh database."""
+    """All the services on free ports, each on its own fresh database."""
 
     services: dict[str, ServiceProcess]
 
@@ -194,6 +194,7 @@ class Platform:
         from services.topology import SERVICES
 
         ports = {name: free_port() for name in SERVICES}
+        nats_port = free_port()
         urls = {SERVICES[n].url_variable: f"http://127.0.0.1:{p}" for n, p in ports.items()}
         services = {}
         for name, info in SERVICES.items():
@@ -202,6 +203,8 @@ class Platform:
                 **otel_env(otlp_endpoint),
                 **FAST_PASSWORD_HASHING,
                 "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+                # No NATS unless a test gives one: never a stack's on the default port.
+                "REDLINE_NATS_URL": f"nats://127.0.0.1:{nats_port}",
                 **((extra_env or {}).get(name, {})),
             }
             if info.has_database:

@@ -10,6 +10,7 @@ from pydantic import Field
 from services.accounts.routes import AccountsController
 from services.accounts.store import Passwords
 from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.events.wiring import outbox_hooks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,9 +22,16 @@ class AccountsSettings(ServiceSettings):
     # tests lower them, production may raise them.
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=1024, le=1_048_576)
+    # Where the outbox relay publishes user.registered.
+    nats_url: str = "nats://127.0.0.1:4222"
+    outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
 def build(settings: AccountsSettings) -> Litestar:
+    outbox_startup, outbox_shutdown = outbox_hooks(
+        settings.nats_url, poll_interval=settings.outbox_poll_seconds
+    )
+
     async def startup(ctx: ServiceContext) -> None:
         ctx.extras["passwords"] = Passwords(
             time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
@@ -35,7 +43,8 @@ def build(settings: AccountsSettings) -> Litestar:
         route_handlers=[AccountsController],
         settings=settings,
         migrations_dir=MIGRATIONS,
-        on_startup=[startup],
+        on_startup=[startup, outbox_startup],
+        on_shutdown=[outbox_shutdown],
         description="Registration, login with JWT access tokens, and the user's profile.",
     )
 
