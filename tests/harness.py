@@ -204,7 +204,7 @@ class Platform:
                 **FAST_PASSWORD_HASHING,
                 "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
                 # No NATS unless a test gives one: never a stack's on the default port.
-                "REDLINE_NATS_URL": f"nats://127.0.0.1:{nats_port}",
+                "REDLINE_NATS_SERVERS": f"nats://127.0.0.1:{nats_port}",
                 **((extra_env or {}).get(name, {})),
             }
             if info.has_database:

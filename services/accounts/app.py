@@ -23,13 +23,13 @@ class AccountsSettings(ServiceSettings):
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=1024, le=1_048_576)
     # Where the outbox relay publishes user.registered.
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_servers: str = "nats://127.0.0.1:4222"
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
 def build(settings: AccountsSettings) -> Litestar:
     outbox_startup, outbox_shutdown = outbox_hooks(
-        settings.nats_url, poll_interval=settings.outbox_poll_seconds
+        settings.nats_servers, poll_interval=settings.outbox_poll_seconds
     )
 
     async def startup(ctx: ServiceContext) -> None:

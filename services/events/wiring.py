@@ -28,7 +28,7 @@ def bus_for(ctx: ServiceContext, url: str) -> Bus:
 
 
 def outbox_hooks(
-    nats_url: str, *, poll_interval: float = 0.5
+    nats_servers: str, *, poll_interval: float = 0.5
 ) -> tuple[
     Callable[[ServiceContext], Awaitable[None]], Callable[[ServiceContext], Awaitable[None]]
 ]:
@@ -36,7 +36,7 @@ def outbox_hooks(
 
     async def startup(ctx: ServiceContext) -> None:
         assert ctx.db is not None
-        relay = OutboxRelay(ctx.db, bus_for(ctx, nats_url), poll_interval=poll_interval)
+        relay = OutboxRelay(ctx.db, bus_for(ctx, nats_servers), poll_interval=poll_interval)
         ctx.extras["outbox_relay"] = asyncio.create_task(relay.run_forever())
 
     async def shutdown(ctx: ServiceContext) -> None:

@@ -20,7 +20,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 class NotificationsSettings(ServiceSettings):
     port: Port = 8005
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_servers: str = "nats://127.0.0.1:4222"
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 2525
     mail_from: str = "Redline <notifications@redline.invalid>"
@@ -39,7 +39,7 @@ def build(settings: NotificationsSettings) -> Litestar:
         assert ctx.db is not None
         consumer = Consumer(
             ctx.db,
-            bus_for(ctx, settings.nats_url),
+            bus_for(ctx, settings.nats_servers),
             Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
             max_in_flight=settings.max_in_flight,
             max_deliveries=settings.max_deliveries,

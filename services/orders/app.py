@@ -25,13 +25,13 @@ class OrdersSettings(ServiceSettings):
     saga_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     saga_recovery_interval_seconds: float = Field(default=2.0, gt=0, le=60)
     # Where the outbox relay publishes order.confirmed / order.cancelled.
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_servers: str = "nats://127.0.0.1:4222"
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
 def build(settings: OrdersSettings) -> Litestar:
     outbox_startup, outbox_shutdown = outbox_hooks(
-        settings.nats_url, poll_interval=settings.outbox_poll_seconds
+        settings.nats_servers, poll_interval=settings.outbox_poll_seconds
     )
 
     async def startup(ctx: ServiceContext) -> None:

@@ -101,7 +101,7 @@ def events_platform(
     mail_sink: MailSink,
 ) -> Iterator[Platform]:
     """Every service, with the outboxes, NATS and notifications wired to a real SMTP sink."""
-    env = {"REDLINE_NATS_URL": nats_server.url, **EVENTS_ENV}
+    env = {"REDLINE_NATS_SERVERS": nats_server.url, **EVENTS_ENV}
     p = Platform.build(
         databases=new_database,
         logs=logs_dir / f"events-{free_port()}",
