@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from redline import nats as nats_cmd
+from redline import nats_server as nats_cmd
 from redline.mail_sink import MailSink
 from tests.harness import Platform, free_port, wait_until
 from tests.otlp_receiver import OtlpReceiver
@@ -59,7 +59,9 @@ class NatsServer:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited: {self.log_path.read_text()[-2000:]}")
             return (
-                httpx.get(nats_cmd.health_url("127.0.0.1", self.monitor_port), timeout=1).status_code
+                httpx.get(
+                    nats_cmd.health_url("127.0.0.1", self.monitor_port), timeout=1
+                ).status_code
                 == 200
             )
 

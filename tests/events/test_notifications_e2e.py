@@ -98,11 +98,13 @@ def test_declined_order_sends_a_cancellation_mail(
 ) -> None:
     r = place_order(events_platform, user, payment_method="pm_card_chargeDeclined")
     assert r.status_code == 402, r.text
-    order_id = r.json()["order_id"] if "order_id" in r.json() else None
     mail = wait_until(
         lambda: next(
-            (m for m in mail_sink.mails() if "cancelled" in str(m["Subject"])
-             and (order_id is None or order_id in str(m["Subject"]))),
+            (
+                m
+                for m in mail_sink.mails()
+                if m["To"] == user.email and "cancelled" in str(m["Subject"])
+            ),
             None,
         ),
         message="no cancellation mail",
@@ -122,12 +124,15 @@ def test_the_order_trace_contains_publish_process_and_mail_delivery(
     spans = {s.span_id: s for s in otlp.trace(trace_id)}
     publish = next(s for s in spans.values() if s.name == "publish events.order.confirmed")
     process = next(s for s in spans.values() if s.name == "process events.order.confirmed")
-    assert publish.service_name == "orders" and publish.kind == "PRODUCER"
-    assert process.service_name == "notifications" and process.kind == "CONSUMER"
+    assert publish.service_name == "orders"
+    assert publish.kind == "PRODUCER"
+    assert process.service_name == "notifications"
+    assert process.kind == "CONSUMER"
     # One chain: saga span → PRODUCER → CONSUMER → SMTP client span.
     assert spans[publish.parent_span_id].service_name == "orders"
     assert process.parent_span_id == publish.span_id
-    assert smtp.parent_span_id == process.span_id and smtp.kind == "CLIENT"
+    assert smtp.parent_span_id == process.span_id
+    assert smtp.kind == "CLIENT"
     for span in (publish, process):
         assert span.attributes["messaging.system"] == "nats"
         assert span.attributes["messaging.destination.name"] == "events.order.confirmed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "nats-server"  # Debian's package, and the command it installs
 
@@ -40,3 +41,25 @@ def command_line(
 
 def health_url(host: str, monitor_port: int) -> str:
     return f"http://{host}:{monitor_port}/healthz"
+
+
+def component(*, host: str, port: int, monitor_port: int, state_dir: Path, restart: bool) -> Any:
+    """The supervisor's component for ``redline up``; None when nats-server is missing."""
+    from redline.supervisor import Component
+
+    path = binary()
+    if path is None:
+        return None
+    store = state_dir / "jetstream"
+    store.mkdir(parents=True, exist_ok=True)
+    return Component(
+        name="nats",
+        argv=command_line(path, host=host, port=port, monitor_port=monitor_port, store_dir=store),
+        ready_url=health_url(host, monitor_port),
+        url=f"nats://{host}:{port}",
+        role=f"event bus (JetStream; monitoring http://{host}:{monitor_port})",
+        restart=restart,
+    )
+
+
+MISSING_HINT = "`nats-server` not installed: apt-get install nats-server (make up does)"
