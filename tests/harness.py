@@ -259,10 +259,15 @@ STACK_COMPONENT_PORTS = (
     "inventory",
     "orders",
     "payments",
+    "notifications",
     "postgres",
     "prometheus",
     "alertmanager",
     "alert-sink",
+    # Events: NATS, its monitoring port, the SMTP sink.
+    "nats",
+    "nats-monitor",
+    "mail-sink",
     # The Collector and Jaeger, when the stack runs them (no --otlp-endpoint).
     "collector",
     "collector-grpc",
