@@ -62,10 +62,14 @@ async def test_an_event_rolled_back_with_its_transaction_is_never_published(
     db: Database, bus: Bus, nats_server: NatsServer
 ) -> None:
     before = await stream_messages(nats_server.url)
-    with pytest.raises(RuntimeError, match="the change failed"):
+
+    async def change_that_fails() -> None:
         async with db.transaction() as conn:
             await enqueue(conn, event_type="order.confirmed", source="orders", data=ORDER_DATA)
             raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError, match="the change failed"):
+        await change_that_fails()
     assert await OutboxRelay(db, bus).relay_once() == 0
     assert await stream_messages(nats_server.url) == before
 
