@@ -10,6 +10,7 @@ runs it alone.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
 import os
@@ -29,6 +30,9 @@ class _Handler:
         self.sink = sink
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.sink.receiving += 1
+        if self.sink.delay:  # a slow mail server, for experiments
+            await asyncio.sleep(self.sink.delay)
         self.sink.store(envelope.content)
         return "250 Message accepted for delivery"
 
@@ -44,6 +48,9 @@ class MailSink:
         self._controller = Controller(_Handler(self), hostname=host, port=port)
         self._lock = threading.Lock()
         self.count = 0
+        # Seconds each message is held before it is stored and acknowledged.
+        self.delay = 0.0
+        self.receiving = 0  # DATA commands begun
 
     def start(self) -> MailSink:
         self._controller.start()  # returns once the server accepts connections
@@ -65,6 +72,14 @@ class MailSink:
 
     def mails(self) -> list[EmailMessage]:
         return read_maildir(self.maildir)
+
+
+def by_message_id(mails: list[EmailMessage]) -> dict[str, list[EmailMessage]]:
+    """Mails grouped by Message-ID: a re-sent notification keeps its event's id."""
+    out: dict[str, list[EmailMessage]] = {}
+    for m in mails:
+        out.setdefault(str(m["Message-ID"]), []).append(m)
+    return out
 
 
 def read_maildir(maildir: Path) -> list[EmailMessage]:

@@ -134,8 +134,10 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.nc is not None:
+            # close, not drain: every publish was awaited to its ack, and a
+            # message fetched but not acked is redelivered after the ack wait.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), timeout=5)
+                await asyncio.wait_for(self.nc.close(), timeout=2)
             self.nc = None
 
 

@@ -131,7 +131,9 @@ class Consumer:
                     _log.warning("fetch failed", error=repr(exc))
                     await asyncio.sleep(0.5)
                     continue
-                await asyncio.gather(*(self.handle(m) for m in msgs))
+                async with asyncio.TaskGroup() as group:
+                    for m in msgs:
+                        group.create_task(self.handle(m))
         finally:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):

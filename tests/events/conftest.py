@@ -22,6 +22,8 @@ EVENTS_ENV = {
     "REDLINE_RETRY_BACKOFF_MAX_SECONDS": "0.2",
     "REDLINE_MAX_DELIVERIES": "3",
     "REDLINE_CONSUMER_STATS_SECONDS": "0.5",
+    # A killed consumer's messages come back after this.
+    "REDLINE_ACK_WAIT_SECONDS": "2",
 }
 
 

@@ -13,7 +13,7 @@ import nats
 import pytest
 from nats.js.api import StreamInfo
 
-from redline.mail_sink import MailSink
+from redline.mail_sink import MailSink, by_message_id
 from services.events.bus import DEADLETTER_STREAM
 from tests.events.conftest import NatsServer
 from tests.harness import Platform, User, sign_up, traceparent, wait_until
@@ -201,3 +201,41 @@ def test_orders_confirm_while_nats_is_down_and_the_outbox_drains_after(
     wait_until(lambda: metric(orders, "outbox_backlog_events") == 0, message="outbox not drained")
     for r in placed:
         assert len(mails_about(mail_sink, r.json()["id"])) == 1
+
+
+def test_notifications_killed_mid_batch_redelivers_and_mails_each_order_once(
+    events_platform: Platform, mail_sink: MailSink, user: User
+) -> None:
+    notifications = events_platform["notifications"]
+    notifications.kill()
+    placed = [place_order(events_platform, user) for _ in range(6)]
+    assert {r.status_code for r in placed} == {201}
+    ids = [r.json()["id"] for r in placed]
+
+    # A slow mail server holds the batch in flight; kill the consumer in the middle of it.
+    started = mail_sink.receiving
+    mail_sink.delay = 1.0
+    try:
+        notifications.start(wait_ready=False)
+        wait_until(
+            lambda: mail_sink.receiving >= started + 2, timeout=30, message="no delivery began"
+        )
+        notifications.kill()
+    finally:
+        mail_sink.delay = 0.0
+    assert not all(mails_about(mail_sink, i) for i in ids), "the batch finished before the kill"
+    notifications.start()
+
+    for order_id in ids:
+        wait_for_mail(mail_sink, order_id, timeout=45)  # after the ack wait, redelivered
+    for order_id in ids:
+        per_id = by_message_id(mails_about(mail_sink, order_id))
+        # One notification per order; a copy the server took while the consumer
+        # died before its "250" carries the same Message-ID (the SMTP window).
+        assert len(per_id) == 1, per_id
+    listed = httpx.get(
+        f"{events_platform.gateway}/api/v1/notifications?limit=100",
+        headers=user.headers,
+        timeout=5,
+    ).json()["items"]
+    assert sorted(n["order_id"] for n in listed if n["order_id"] in ids) == sorted(ids)
