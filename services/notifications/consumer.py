@@ -133,7 +133,7 @@ class Consumer:
                     continue
                 async with asyncio.TaskGroup() as group:
                     for m in msgs:
-                        group.create_task(self.handle(m))
+                        group.create_task(self._handle_safely(m))
         finally:
             stats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +147,14 @@ class Consumer:
                 CONSUMER_ACK_PENDING.set(info.num_ack_pending or 0)
                 CONSUMER_REDELIVERED.set(info.num_redelivered or 0)
             await asyncio.sleep(self.stats_interval)
+
+    async def _handle_safely(self, msg: Msg) -> None:
+        """One message; an ack, nak or dead-letter publish that fails (NATS gone
+        mid-batch) leaves the message to be redelivered, and the batch goes on."""
+        try:
+            await self.handle(msg)
+        except Exception as exc:
+            _log.warning("message left for redelivery", subject=msg.subject, error=repr(exc))
 
     async def handle(self, msg: Msg) -> None:
         headers = msg.headers or {}
