@@ -39,9 +39,7 @@ SERVICES: dict[str, ServiceInfo] = {
             "orders", 8003, calls=("inventory", "payments"), summary="orders and the order saga"
         ),
         ServiceInfo("payments", 8004, summary="charges and refunds (simulated card processor)"),
-        ServiceInfo(
-            "notifications", 8005, summary="mail for order and account events (from NATS)"
-        ),
+        ServiceInfo("notifications", 8005, summary="mail for order and account events (from NATS)"),
     )
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from telemetry import REGISTRY
@@ -34,3 +35,11 @@ OUTBOX_PUBLISH_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
+
+
+def trace_exemplar() -> dict[str, str] | None:
+    """The current sampled span as a histogram exemplar (Grafana links it to the trace)."""
+    ctx = trace.get_current_span().get_span_context()
+    if not (ctx.is_valid and ctx.trace_flags.sampled):
+        return None
+    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}

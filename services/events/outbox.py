@@ -45,6 +45,7 @@ from services.events.metrics import (
     OUTBOX_PUBLISH_DURATION,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISHED,
+    trace_exemplar,
 )
 from services.events.schema import VERSION
 from telemetry import get_logger
@@ -196,7 +197,7 @@ class OutboxRelay:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
-            OUTBOX_PUBLISH_DURATION.observe(time.perf_counter() - start)
+            OUTBOX_PUBLISH_DURATION.observe(time.perf_counter() - start, trace_exemplar())
             duplicate = bool(ack.duplicate)
             span.set_attribute("messaging.nats.stream.sequence", ack.seq)
             span.set_attribute("messaging.nats.duplicate", duplicate)

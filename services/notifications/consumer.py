@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.chassis import Database
 from services.events.bus import DEADLETTER_PREFIX, EVENTS_PREFIX, EVENTS_STREAM, Bus
+from services.events.metrics import trace_exemplar
 from services.events.schema import OrderEvent, UserRegistered, validate_event
 from services.notifications import store
 from services.notifications.mailer import Mailer
@@ -278,6 +279,6 @@ class Consumer:
         await self.mailer.send(message_id=str(event.id), to=to, subject=subject, body=body)
         await store.mark_sent(self.db, event.id)
         NOTIFICATION_DELAY.observe(
-            max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds())
+            max(0.0, (datetime.now(UTC) - event.occurred_at).total_seconds()), trace_exemplar()
         )
         return "sent"

@@ -10,6 +10,7 @@ import aiosmtplib
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from services.events.metrics import trace_exemplar
 from services.notifications.metrics import MAIL_DELIVERY_DURATION
 
 _tracer = trace.get_tracer("services.notifications.mailer")
@@ -50,4 +51,4 @@ class Mailer:
                 span.set_attribute("error.type", type(exc).__name__)
                 raise
             finally:
-                MAIL_DELIVERY_DURATION.observe(time.perf_counter() - start)
+                MAIL_DELIVERY_DURATION.observe(time.perf_counter() - start, trace_exemplar())
