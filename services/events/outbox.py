@@ -209,12 +209,24 @@ class OutboxRelay:
         try:
             with suppress_instrumentation():
                 row = await self.db.fetchrow(
-                    "SELECT count(*) AS n, "
-                    "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "
+                    "SELECT count(*) AS n, extract(epoch FROM min(created_at)) AS oldest "
                     "FROM outbox WHERE sent_at IS NULL"
                 )
         except ProblemError:
             return
         if row is not None:
             OUTBOX_BACKLOG.set(row["n"])
-            OUTBOX_OLDEST_AGE.set(float(row["age"]))
+            _oldest_unsent[0] = None if row["oldest"] is None else float(row["oldest"])
+
+
+# When the oldest unsent event was written (epoch seconds), as of the last round;
+# its age is read at scrape time, so it grows with the clock while rounds stall.
+_oldest_unsent: list[float | None] = [None]
+
+
+def _oldest_age() -> float:
+    oldest = _oldest_unsent[0]
+    return 0.0 if oldest is None else max(0.0, time.time() - oldest)
+
+
+OUTBOX_OLDEST_AGE.set_function(_oldest_age)
