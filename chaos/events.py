@@ -1,4 +1,4 @@
-"""Probes for the events pipeline: the outboxes drained, one mail per finished order.
+"""Probes and actions for the events pipeline: outboxes drained, one mail per order, poison.
 
 The invariant of every events experiment: **every confirmed or cancelled order
 produces exactly one notification mail**, counted from the SMTP sink's files
@@ -8,13 +8,17 @@ Message-ID (the event id: a copy re-sent across a crash carries the same one).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+import uuid
 from typing import Any
 
 import httpx
+import nats
 
 from chaos import load as load_module
-from chaos.context import Configuration, stack, state_dir
+from chaos.context import MARKS, Configuration, stack, state_dir
 from redline.mail_sink import by_message_id, read_maildir
 
 OUTBOXES = ("orders", "accounts")
@@ -105,3 +109,31 @@ def mail_per_order(
                 "seconds": round(elapsed, 2),
             }
         time.sleep(0.5)
+
+
+async def _publish(url: str, subject: str, payload: bytes, message_id: str) -> int:
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        ack = await nc.jetstream().publish(
+            subject, payload, headers={"Nats-Msg-Id": message_id}, timeout=5
+        )
+        return int(ack.seq)
+    finally:
+        await nc.close()
+
+
+def publish_poison(
+    subject: str = "events.order.confirmed",
+    mark: str | None = None,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Publish an event no consumer can process (an unknown major version) to the stream."""
+    info = stack(configuration)
+    message_id = str(uuid.uuid4())
+    body = json.dumps({"id": message_id, "type": subject.removeprefix("events."), "version": 99})
+    seq = asyncio.run(
+        _publish(f"nats://{info.host}:{info.port('nats')}", subject, body.encode(), message_id)
+    )
+    if mark:
+        MARKS.set(mark)
+    return {"subject": subject, "message_id": message_id, "stream_sequence": seq}
