@@ -163,3 +163,14 @@ def test_a_poison_event_is_dead_lettered_and_the_orders_behind_it_are_mailed_onc
     mails = out["every-finished-order-mailed-exactly-once"]
     assert mails["violations"] == 0, mails["examples"]
     assert mails["orders"] >= 10
+
+
+def test_notifications_killed_under_load_comes_back_and_mails_each_order_once(
+    configuration: dict[str, Any], tmp_path: Path
+) -> None:
+    out = run("notifications-killed", configuration, tmp_path)
+    restarted = out["a-new-notifications-process-starts"]
+    assert restarted["pid"] != restarted["old_pid"]
+    mails = out["every-finished-order-mailed-exactly-once"]
+    assert mails["violations"] == 0, mails["examples"]
+    assert mails["orders"] >= 20
