@@ -9,7 +9,7 @@ RUN := $(VENV)/bin
 # Debian packages the tests and `redline up` use: command -> package.
 SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
-               docker-compose:docker-compose
+               docker-compose:docker-compose nats-server:nats-server
 
 .PHONY: up test lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
 

@@ -195,6 +195,97 @@ def _value() -> list[object]:
     ]
 
 
+OUTBOXES = '{job=~"orders|accounts"}'
+NOTIFICATIONS = '{job="notifications"}'
+
+
+def _events() -> list[object]:
+    """Outbox → NATS JetStream → notifications → mail (services/events, services/notifications)."""
+    return [
+        timeseries(
+            "Outbox backlog and oldest unsent event",
+            "Events committed with their change and not yet published to NATS, and how old "
+            "the oldest is. Grows while NATS is away; drains oldest first when it is back.",
+            [
+                target(f"sum by (job) (outbox_backlog_events{OUTBOXES})", "{{job}} backlog"),
+                target(
+                    f"max by (job) (outbox_oldest_unsent_age_seconds{OUTBOXES})",
+                    "{{job}} oldest age (s)",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "Publish latency p99 and failures",
+            "One JetStream publish until the broker's ack (p99), and relay rounds that could "
+            "not publish per minute.",
+            [
+                target(
+                    quantile(0.99, "outbox_publish_duration_seconds", OUTBOXES, "job"),
+                    "{{job}} p99",
+                    exemplar=True,
+                ),
+                target(
+                    f"60 * {sum_rate('outbox_publish_failures_total', OUTBOXES, 'job')}",
+                    "{{job}} failed rounds/min",
+                ),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Consumer pending, unacked, redelivered",
+            "From JetStream: events the notifications consumer has not been given yet, "
+            "given and not acked, and delivered more than once.",
+            [
+                target(f"max(notifications_consumer_pending_messages{NOTIFICATIONS})", "pending"),
+                target(
+                    f"max(notifications_consumer_ack_pending_messages{NOTIFICATIONS})", "unacked"
+                ),
+                target(
+                    f"max(notifications_consumer_redelivered_messages{NOTIFICATIONS})",
+                    "redelivered",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "Commit to mail: p50 and p99",
+            "From the event's commit (in orders or accounts) to the mail accepted by the SMTP "
+            "server, through the outbox, NATS and notifications.",
+            [
+                target(
+                    quantile(0.5, "notifications_delivery_delay_seconds", NOTIFICATIONS),
+                    "p50",
+                    exemplar=True,
+                ),
+                target(
+                    quantile(0.99, "notifications_delivery_delay_seconds", NOTIFICATIONS),
+                    "p99",
+                    exemplar=True,
+                ),
+            ],
+            "s",
+        ),
+        timeseries(
+            "Events handled per minute by outcome, and dead letters",
+            "sent, duplicate (a redelivery found its notification sent), retried, "
+            "dead_lettered (given up after the maximum deliveries: see deadletter.notifications).",
+            [
+                target(
+                    "60 * "
+                    + sum_rate("notifications_events_processed_total", NOTIFICATIONS, "outcome"),
+                    "{{outcome}}",
+                ),
+                target(
+                    f"60 * {sum_rate('notifications_dead_letters_total', NOTIFICATIONS)}",
+                    "dead letters",
+                ),
+            ],
+            PER_MINUTE,
+        ),
+    ]
+
+
 def build() -> g.Dashboard:
     return g.Dashboard(
         title=links.TITLES[links.ORDERS],
@@ -213,6 +304,7 @@ def build() -> g.Dashboard:
                 ("Order saga", _saga(), 3),
                 ("Payments", _payments(), 4),
                 ("Order value", _value(), 3),
+                ("Events and notifications", _events(), 5),
             ]
         ),
     )

@@ -28,6 +28,7 @@ TOKENS = "/api/v1/auth/tokens"
 ME = "/api/v1/users/me"
 ORDERS = "/api/v1/orders"
 ORDER = "/api/v1/orders/{order_id}"
+NOTIFICATIONS = "/api/v1/notifications"
 # Log in again this long before the token expires (the default lifetime is 15 min).
 TOKEN_MARGIN_SECONDS = 30.0
 # Honour the gateway's Retry-After, but a simulated user gives up waiting sooner.
@@ -313,6 +314,14 @@ class Shopper(RedlineUser):
         if ids or self.orders:
             order_id = random.choice(ids or list(self.orders))
             self.call("GET", f"{ORDERS}/{order_id}", ORDER, {200}, headers=self.auth)
+
+    @task(1)
+    def check_notifications(self) -> None:
+        """The mails about their orders, as the notifications service recorded them."""
+        if self.signed_in():
+            self.call(
+                "GET", NOTIFICATIONS, NOTIFICATIONS, {200}, params={"limit": 10}, headers=self.auth
+            )
 
     @task(1)
     def view_profile(self) -> None:

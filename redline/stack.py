@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING
 from alerts.alertmanager import config_for as alertmanager_config
 from alerts.paths import rule_files
 from alerts.slo import COMPRESSED, NORMAL
+from redline import nats_server as nats
 from redline.alert_sink import AlertSink
 from redline.binaries import PROGRAMS, BuildError, binary_path, build
+from redline.mail_sink import MailSink
 from redline.state import read_state, state_file, write_state
 from redline.supervisor import Component, StartupError, Supervisor
 from services.topology import SERVICES, start_order
@@ -49,6 +51,10 @@ DEFAULT_PORTS: dict[str, int] = {
     "prometheus": 9090,
     "alertmanager": 9093,
     "alert-sink": 9095,
+    # Events (issue 16): NATS with JetStream, its monitoring port, the SMTP sink.
+    "nats": 4222,
+    "nats-monitor": 8222,
+    "mail-sink": 2525,
     # The OpenTelemetry Collector: OTLP in, its own metrics, span metrics, health.
     "collector": 4318,
     "collector-grpc": 4317,
@@ -141,6 +147,7 @@ class Stack:
         self.sup = supervisor
         self.pg: EmbeddedPostgres | None = None
         self.sink: AlertSink | None = None
+        self.mail: MailSink | None = None
         self.rows: list[tuple[str, str, str]] = []
         self.skipped: list[tuple[str, str]] = []
         self.admin_token = options.admin_token or secrets.token_urlsafe(24)
@@ -202,7 +209,9 @@ class Stack:
         o.state_dir.mkdir(parents=True, exist_ok=True)
         found = {n: shutil.which(binary) for n, (binary, _) in OPTIONAL.items()}
         pipeline = None if o.otlp_endpoint else self._pipeline_binaries()
-        wanted = [*SERVICES, "alert-sink"]
+        wanted = [*SERVICES, "alert-sink", "mail-sink"]
+        if nats.binary():
+            wanted += ["nats", "nats-monitor"]
         if o.with_prometheus:
             wanted += ["prometheus", "alertmanager"]
         if pipeline:
@@ -225,6 +234,7 @@ class Stack:
             o.host, o.ports["alert-sink"], lambda t: self.sup.say(t, source="alerts")
         )
         self.sink.start()
+        self._start_events()
         otlp = o.otlp_endpoint
         if pipeline:
             self._start_jaeger(pipeline["jaeger"])
@@ -275,6 +285,36 @@ class Stack:
         )
         return base
 
+    def _start_events(self) -> None:
+        """NATS (when installed) and the SMTP sink notifications mail to."""
+        o = self.o
+        self.mail = MailSink(
+            o.host,
+            o.ports["mail-sink"],
+            o.state_dir / "mail",
+            lambda t: self.sup.say(t, source="mail"),
+        ).start()
+        self.rows.append(
+            (
+                "mail-sink",
+                f"smtp://{o.host}:{o.ports['mail-sink']}",
+                f"mail in {o.state_dir / 'mail'}",
+            )
+        )
+        comp = nats.component(
+            host=o.host,
+            port=o.ports["nats"],
+            monitor_port=o.ports["nats-monitor"],
+            state_dir=o.state_dir,
+            restart=o.restart,
+        )
+        if comp is None:
+            self.skipped.append(("nats", nats.MISSING_HINT))
+            return
+        self.sup.start(comp)
+        self.rows.append(("nats", comp.url or "", comp.role))
+        self._write_state("starting")
+
     def _start_services(self, base_dsn: str, otlp: str | None) -> None:
         from services.chassis.app import database_name
         from services.chassis.db import ensure_database
@@ -305,6 +345,9 @@ class Stack:
                 "REDLINE_PORT": str(o.ports[name]),
                 "REDLINE_ADMIN_TOKEN": self.admin_token,
                 "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
+                "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
+                "REDLINE_SMTP_HOST": o.host,
+                "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
                 **o.service_env.get(name, {}),
             }
             if info.has_database:
@@ -523,6 +566,8 @@ class Stack:
         self.sup.stop_all(lambda c, code: self.sup.say(f"stopped {c.name} (exit status {code})"))
         if self.sink is not None:
             self.sink.stop()
+        if self.mail is not None:
+            self.mail.stop()
         if self.pg is not None and self.pg.running():
             self.pg.stop()
             self.sup.say("stopped postgres")

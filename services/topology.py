@@ -29,7 +29,7 @@ SERVICES: dict[str, ServiceInfo] = {
         ServiceInfo(
             "gateway",
             8000,
-            calls=("accounts", "inventory", "orders"),
+            calls=("accounts", "inventory", "orders", "notifications"),
             has_database=False,
             summary="public API: auth, rate limits, timeouts, routing",
         ),
@@ -39,6 +39,7 @@ SERVICES: dict[str, ServiceInfo] = {
             "orders", 8003, calls=("inventory", "payments"), summary="orders and the order saga"
         ),
         ServiceInfo("payments", 8004, summary="charges and refunds (simulated card processor)"),
+        ServiceInfo("notifications", 8005, summary="mail for order and account events (from NATS)"),
     )
 }
 

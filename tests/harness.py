@@ -178,7 +178,7 @@ PREDICTABLE_PAYMENTS = {
 
 @dataclass
 class Platform:
-    """All five services on free ports, each on its own fresh database."""
+    """All the services on free ports, each on its own fresh database."""
 
     services: dict[str, ServiceProcess]
 
@@ -201,6 +201,7 @@ class Platform:
         from services.topology import SERVICES
 
         ports = {name: free_port() for name in SERVICES}
+        nats_port = free_port()
         urls = {SERVICES[n].url_variable: f"http://127.0.0.1:{p}" for n, p in ports.items()}
         services = {}
         for name, info in SERVICES.items():
@@ -209,6 +210,8 @@ class Platform:
                 **otel_env(otlp_endpoint),
                 **FAST_PASSWORD_HASHING,
                 "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
+                # No NATS unless a test gives one: never a stack's on the default port.
+                "REDLINE_NATS_SERVERS": f"nats://127.0.0.1:{nats_port}",
                 **((extra_env or {}).get(name, {})),
             }
             if info.has_database:
@@ -263,10 +266,15 @@ STACK_COMPONENT_PORTS = (
     "inventory",
     "orders",
     "payments",
+    "notifications",
     "postgres",
     "prometheus",
     "alertmanager",
     "alert-sink",
+    # Events: NATS, its monitoring port, the SMTP sink.
+    "nats",
+    "nats-monitor",
+    "mail-sink",
     # The Collector and Jaeger, when the stack runs them (no --otlp-endpoint).
     "collector",
     "collector-grpc",

@@ -7,3 +7,4 @@ CREATE DATABASE redline_accounts;
 CREATE DATABASE redline_inventory;
 CREATE DATABASE redline_orders;
 CREATE DATABASE redline_payments;
+CREATE DATABASE redline_notifications;

@@ -11,6 +11,7 @@ from pydantic import Field
 from services.accounts.routes import AccountsController
 from services.accounts.store import Passwords
 from services.chassis import Port, ServiceSettings, create_app, load_settings, run
+from services.events.wiring import outbox_hooks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -22,11 +23,17 @@ class AccountsSettings(ServiceSettings):
     # tests lower them, production may raise them.
     password_time_cost: int = Field(default=2, ge=1, le=10)
     password_memory_kib: int = Field(default=19_456, ge=1024, le=1_048_576)
+    # Where the outbox relay publishes user.registered.
+    nats_servers: str = "nats://127.0.0.1:4222"
+    outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
 def build(settings: AccountsSettings) -> Litestar:
     passwords = Passwords(
         time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
+    )
+    outbox_startup, outbox_shutdown = outbox_hooks(
+        settings.nats_servers, poll_interval=settings.outbox_poll_seconds
     )
     return create_app(
         "accounts",
@@ -37,6 +44,8 @@ def build(settings: AccountsSettings) -> Litestar:
             "passwords": Provide(lambda: passwords, sync_to_thread=False),
             "token_ttl_seconds": Provide(lambda: settings.token_ttl_seconds, sync_to_thread=False),
         },
+        on_startup=[outbox_startup],
+        on_shutdown=[outbox_shutdown],
         description="Registration, login with JWT access tokens, and the user's profile.",
     )
 

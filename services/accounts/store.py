@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.accounts.models import User
 from services.chassis import Database, ProblemError
+from services.events import enqueue, wake_relays
 
 
 class EmailTaken(ProblemError):
@@ -57,15 +58,23 @@ async def register(
     password_hash = await passwords.hash(password)
     user_id = uuid.uuid4()
     try:
-        await db.execute(
-            "INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)",
-            user_id,
-            email,
-            name,
-            password_hash,
-        )
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)",
+                user_id,
+                email,
+                name,
+                password_hash,
+            )
+            await enqueue(
+                conn,
+                event_type="user.registered",
+                source="accounts",
+                data={"user_id": str(user_id), "email": email, "name": name},
+            )
     except asyncpg.UniqueViolationError:
         raise EmailTaken(f"An account for {email} already exists.") from None
+    wake_relays()
     return User(id=user_id, email=email, name=name)
 
 

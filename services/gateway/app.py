@@ -7,6 +7,7 @@ from pydantic import Field
 
 from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
 from services.chassis.http_client import DependencyConfig
+from services.gateway.notifications import NOTIFICATIONS_DOWNSTREAM, NotificationRoutes
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import (
     AUTH_TIMEOUT,
@@ -23,6 +24,7 @@ DOWNSTREAMS = {
     "accounts": DependencyConfig(name="accounts", base_url="", timeout=AUTH_TIMEOUT),
     "inventory": DependencyConfig(name="inventory", base_url="", timeout=CATALOG_TIMEOUT),
     "orders": DependencyConfig(name="orders", base_url="", timeout=ORDERS_TIMEOUT),
+    "notifications": NOTIFICATIONS_DOWNSTREAM,
 }
 
 
@@ -46,7 +48,7 @@ def build(settings: GatewaySettings) -> Litestar:
 
     return create_app(
         "gateway",
-        route_handlers=[AuthRoutes, CatalogRoutes, OrderRoutes],
+        route_handlers=[AuthRoutes, CatalogRoutes, OrderRoutes, NotificationRoutes],
         settings=settings,
         on_startup=[startup],
         downstream_overrides=DOWNSTREAMS,

@@ -12,6 +12,7 @@ from litestar.di import Provide
 from pydantic import Field
 
 from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.events.wiring import outbox_hooks
 from services.orders.routes import OrdersController, SagaAdminController
 from services.orders.saga import Saga
 from services.orders.service import OrderService
@@ -25,6 +26,9 @@ class OrdersSettings(ServiceSettings):
     # A saga holds its order this long between steps; recovery takes over after.
     saga_lease_seconds: float = Field(default=15.0, ge=1, le=600)
     saga_recovery_interval_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Where the outbox relay publishes order.confirmed / order.cancelled.
+    nats_servers: str = "nats://127.0.0.1:4222"
+    outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
 
 
 @dataclass
@@ -42,6 +46,9 @@ class Running:
 
 def build(settings: OrdersSettings) -> Litestar:
     running = Running()
+    outbox_startup, outbox_shutdown = outbox_hooks(
+        settings.nats_servers, poll_interval=settings.outbox_poll_seconds
+    )
 
     async def startup(ctx: ServiceContext) -> None:
         assert ctx.db is not None
@@ -71,8 +78,8 @@ def build(settings: OrdersSettings) -> Litestar:
         route_handlers=[OrdersController, SagaAdminController],
         settings=settings,
         migrations_dir=MIGRATIONS,
-        on_startup=[startup],
-        on_shutdown=[shutdown],
+        on_startup=[startup, outbox_startup],
+        on_shutdown=[shutdown, outbox_shutdown],
         dependencies={"orders": Provide(running.provide_orders, sync_to_thread=False)},
         description="Orders, placed idempotently, completed by a saga over inventory and payments.",
     )

@@ -14,7 +14,11 @@ from uuid import UUID
 import asyncpg
 
 from services.chassis import Database
+from services.events import enqueue, wake_relays
 from services.orders.models import Order, OrderItem
+
+# Final states: reaching one writes an order.<status> event to the outbox.
+_ANNOUNCED = ("confirmed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -183,12 +187,12 @@ async def advance(
 ) -> bool:
     """Record a step, renewing the lease. False if another process holds the order now."""
     async with db.transaction() as conn:
-        updated = await conn.fetchval(
+        updated = await conn.fetchrow(
             """UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
                       lease_owner = $5, lease_until = now() + make_interval(secs => $6),
                       updated_at = now()
                WHERE id = $1 AND status = 'pending' AND lease_owner = $5
-               RETURNING true""",
+               RETURNING user_id, total_cents, currency, reason""",
             order_id,
             step,
             status,
@@ -196,7 +200,7 @@ async def advance(
             owner,
             lease_seconds,
         )
-        if not updated:
+        if updated is None:
             return False
         await conn.execute(
             "INSERT INTO saga_events (order_id, step, outcome, detail) VALUES ($1, $2, $3, $4)",
@@ -205,6 +209,22 @@ async def advance(
             outcome,
             detail,
         )
+        if status in _ANNOUNCED:  # in this transaction: the event exists iff the change does
+            await enqueue(
+                conn,
+                event_type=f"order.{status}",
+                source="orders",
+                data={
+                    "order_id": str(order_id),
+                    "user_id": str(updated["user_id"]),
+                    "status": status,
+                    "reason": updated["reason"] if status == "cancelled" else None,
+                    "total_cents": updated["total_cents"],
+                    "currency": updated["currency"],
+                },
+            )
+    if status in _ANNOUNCED:
+        wake_relays()
     return True
 
 

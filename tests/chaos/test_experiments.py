@@ -140,3 +140,37 @@ def test_a_bulkhead_keeps_a_slow_route_from_starving_the_others(
     assert_no_order_lost_or_doubled(out["every-reserving-order-accounted-for"])
     assert_no_order_lost_or_doubled(out["every-slow-order-accounted-for"])
     assert_books_balance(out)
+
+
+def test_nats_stopped_under_load_orders_keep_confirming_and_every_order_is_mailed_once(
+    configuration: dict[str, Any], tmp_path: Path
+) -> None:
+    out = run("nats-down", configuration, tmp_path)
+    assert out["orders-keep-confirming"] >= 0.95
+    assert out["the-outbox-grows"]["orders"] >= 20
+    assert out["alert-outbox-backlog-stale-fires"]["seconds"] is not None
+    assert out["outboxes-drain"]["total"] == 0
+    mails = out["every-finished-order-mailed-exactly-once"]
+    assert mails["violations"] == 0, mails["examples"]
+    assert mails["orders"] >= 80, "4 orders/s for the 23 s of load"
+
+
+def test_a_poison_event_is_dead_lettered_and_the_orders_behind_it_are_mailed_once(
+    configuration: dict[str, Any], tmp_path: Path
+) -> None:
+    out = run("poison-event", configuration, tmp_path)
+    assert out["alert-notifications-dead-lettered-fires"]["seconds"] is not None
+    mails = out["every-finished-order-mailed-exactly-once"]
+    assert mails["violations"] == 0, mails["examples"]
+    assert mails["orders"] >= 10
+
+
+def test_notifications_killed_under_load_comes_back_and_mails_each_order_once(
+    configuration: dict[str, Any], tmp_path: Path
+) -> None:
+    out = run("notifications-killed", configuration, tmp_path)
+    restarted = out["a-new-notifications-process-starts"]
+    assert restarted["pid"] != restarted["old_pid"]
+    mails = out["every-finished-order-mailed-exactly-once"]
+    assert mails["violations"] == 0, mails["examples"]
+    assert mails["orders"] >= 20

@@ -28,6 +28,7 @@ NAMED_REQUESTS = {
     ("POST", "/api/v1/orders"),
     ("GET", "/api/v1/orders"),
     ("GET", "/api/v1/orders/{order_id}"),
+    ("GET", "/api/v1/notifications"),
 }
 
 

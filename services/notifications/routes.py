@@ -1,0 +1,31 @@
+"""The notifications API: what a signed-in user was told."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.params import Parameter
+
+from services.chassis import Database
+from services.chassis.auth import current_principal
+from services.notifications import store
+from services.notifications.models import Notification, NotificationPage
+
+
+class NotificationsController(Controller):
+    path = "/notifications"
+    tags = ["notifications"]
+
+    @get("/")
+    async def list_notifications(
+        self,
+        request: Request[Any, Any, Any],
+        db: Database,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+    ) -> NotificationPage:
+        """The signed-in user's notifications, newest first."""
+        principal = current_principal(request)
+        rows = await store.list_for_user(db, principal.user_id, limit=limit, offset=offset)
+        return NotificationPage(items=[Notification(**r) for r in rows], limit=limit, offset=offset)
