@@ -10,6 +10,7 @@ from uuid import UUID
 
 import msgspec
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from services.chassis import Database, ProblemError
 from services.chassis.errors import PROBLEM_BASE
@@ -219,15 +220,19 @@ class OrderService:
 
     async def _recover_once(self) -> None:
         try:
-            purged = await store.purge_expired_keys(self.db)
+            # The round's own bookkeeping is not worth a trace every couple of
+            # seconds (two root SQL spans per round in Jaeger); a saga it takes
+            # over is traced as it is driven, below.
+            with suppress_instrumentation():
+                purged = await store.purge_expired_keys(self.db)
+                ids = await store.take_over_stale(
+                    self.db,
+                    owner=self.saga.owner,
+                    lease_seconds=self.saga.lease_seconds,
+                    exclude=self.saga.driving,
+                )
             if purged:
                 _log.info("idempotency keys purged", count=purged)
-            ids = await store.take_over_stale(
-                self.db,
-                owner=self.saga.owner,
-                lease_seconds=self.saga.lease_seconds,
-                exclude=self.saga.driving,
-            )
         except ProblemError:
             return  # database down: try again next round
         for order_id in ids:
