@@ -62,7 +62,7 @@ def set_faults(
         f"fault flags on {service}: {faults}",
         lambda: clear_faults(service, configuration),
     )
-    url = f"{info.url(service)}/admin/faults"
+    url = f"{info.ops_url(service)}/admin/faults"
     r = httpx.put(url, json={"faults": faults}, headers=info.admin_headers, timeout=_TIMEOUT)
     r.raise_for_status()
     _mark(mark)
@@ -74,7 +74,7 @@ def clear_faults(service: str, configuration: Configuration | None = None) -> in
     """``DELETE /admin/faults``: every flag off, every hung request released."""
     info = stack(configuration)
     r = httpx.delete(
-        f"{info.url(service)}/admin/faults", headers=info.admin_headers, timeout=_TIMEOUT
+        f"{info.ops_url(service)}/admin/faults", headers=info.admin_headers, timeout=_TIMEOUT
     )
     r.raise_for_status()
     ACTIVE_FAULTS.discharge(f"faults:{service}")
@@ -228,7 +228,7 @@ def override_breaker(
         lambda: reset_breaker(service, breaker, configuration),
     )
     r = httpx.post(
-        f"{info.url(service)}/admin/resilience/breakers/{breaker}/{action}",
+        f"{info.ops_url(service)}/admin/resilience/breakers/{breaker}/{action}",
         headers=info.admin_headers,
         timeout=_TIMEOUT,
     )
@@ -244,7 +244,7 @@ def reset_breaker(
     """Back to closed with an empty window: the breaker judges afresh."""
     info = stack(configuration)
     r = httpx.post(
-        f"{info.url(service)}/admin/resilience/breakers/{breaker}/reset",
+        f"{info.ops_url(service)}/admin/resilience/breakers/{breaker}/reset",
         headers=info.admin_headers,
         timeout=_TIMEOUT,
     )
@@ -473,7 +473,7 @@ def pause_sagas(
         "saga-pauses", f"sagas paused after {after}", lambda: resume_sagas(configuration)
     )
     r = httpx.put(
-        f"{info.url('orders')}/admin/saga/pauses",
+        f"{info.ops_url('orders')}/admin/saga/pauses",
         json={"after": after},
         headers=info.admin_headers,
         timeout=_TIMEOUT,
@@ -487,7 +487,7 @@ def pause_sagas(
 def resume_sagas(configuration: Configuration | None = None) -> int:
     info = stack(configuration)
     r = httpx.delete(
-        f"{info.url('orders')}/admin/saga/pauses", headers=info.admin_headers, timeout=_TIMEOUT
+        f"{info.ops_url('orders')}/admin/saga/pauses", headers=info.admin_headers, timeout=_TIMEOUT
     )
     r.raise_for_status()
     ACTIVE_FAULTS.discharge("saga-pauses")

@@ -63,6 +63,10 @@ class StackInfo:
         """Base URL of a component (the gateway's without its /api/v1 prefix)."""
         return f"http://{self.host}:{self.port(name)}"
 
+    def ops_url(self, service: str) -> str:
+        """Base URL of a service's ops listener, where its /admin API is."""
+        return f"http://127.0.0.1:{self.port(f'{service}-ops')}"
+
     @property
     def prometheus(self) -> str:
         return self.url("prometheus")

@@ -47,6 +47,8 @@ DEFAULT_STATE_DIR = ROOT / ".redline"
 
 DEFAULT_PORTS: dict[str, int] = {
     **{name: info.port for name, info in SERVICES.items()},
+    # The services' ops listeners (/admin), always on loopback.
+    **{info.ops_name: info.ops_port for info in SERVICES.values()},
     "postgres": 54329,
     "prometheus": 9090,
     "alertmanager": 9093,
@@ -78,6 +80,10 @@ OPTIONAL = {
 PIPELINE_PORTS = [p for p in DEFAULT_PORTS if p.startswith(("collector", "jaeger"))]
 COLLECTOR_CONFIG = ROOT / "telemetry" / "collector" / "otelcol.yaml"
 JAEGER_CONFIG = ROOT / "telemetry" / "jaeger" / "jaeger.yaml"
+
+
+# The ops listeners never leave this machine, whatever --host says.
+OPS_HOST = "127.0.0.1"
 
 
 class StackError(RuntimeError):
@@ -209,7 +215,12 @@ class Stack:
         o.state_dir.mkdir(parents=True, exist_ok=True)
         found = {n: shutil.which(binary) for n, (binary, _) in OPTIONAL.items()}
         pipeline = None if o.otlp_endpoint else self._pipeline_binaries()
-        wanted = [*SERVICES, "alert-sink", "mail-sink"]
+        wanted = [
+            *SERVICES,
+            *(info.ops_name for info in SERVICES.values()),
+            "alert-sink",
+            "mail-sink",
+        ]
         if nats.binary():
             wanted += ["nats", "nats-monitor"]
         if o.with_prometheus:
@@ -343,6 +354,8 @@ class Stack:
                 **otel,
                 "REDLINE_HOST": o.host,
                 "REDLINE_PORT": str(o.ports[name]),
+                "REDLINE_OPS_HOST": OPS_HOST,
+                "REDLINE_OPS_PORT": str(o.ports[info.ops_name]),
                 "REDLINE_ADMIN_TOKEN": self.admin_token,
                 "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
                 "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
@@ -583,7 +596,9 @@ class Stack:
             lines += [f"  {n:<{width}}  {h}" for n, h in self.skipped]
         lines += [
             "",
-            f"Admin token (for /admin endpoints): in {state_file(self.o.state_dir)}",
+            f"Admin API: /admin on each service's ops port ({OPS_HOST}, "
+            f"gateway {self.o.ports[SERVICES['gateway'].ops_name]}, ...); "
+            f"its token is in {state_file(self.o.state_dir)}",
             "Stop with Ctrl-C (or `redline down` when detached).",
             "",
         ]

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Each service's ops listener is on its public port plus this (gateway 8100, ...).
+OPS_PORT_OFFSET = 100
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -16,6 +19,16 @@ class ServiceInfo:
     calls: tuple[str, ...] = ()
     has_database: bool = True
     summary: str = ""
+
+    @property
+    def ops_port(self) -> int:
+        """The operators' listener (``/admin``): loopback by default, never the public port."""
+        return self.port + OPS_PORT_OFFSET
+
+    @property
+    def ops_name(self) -> str:
+        """The ops listener's name where ports are listed by name (``redline up --port``)."""
+        return f"{self.name}-ops"
 
     @property
     def url_variable(self) -> str:

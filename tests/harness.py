@@ -90,17 +90,24 @@ class ServiceProcess:
     env: Mapping[str, str]
     log_path: Path
     port: int = field(default_factory=free_port)
+    # The operators' listener (/admin): never the public port.
+    ops_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
+
     def start(self, *, wait_ready: bool = True, timeout: float = 30.0) -> ServiceProcess:
         env = {
             **os.environ,
             "REDLINE_HOST": "127.0.0.1",
             "REDLINE_PORT": str(self.port),
+            "REDLINE_OPS_PORT": str(self.ops_port),
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
@@ -267,6 +274,13 @@ STACK_COMPONENT_PORTS = (
     "orders",
     "payments",
     "notifications",
+    # Each service's ops listener (/admin), named as `redline up --port` names it.
+    "gateway-ops",
+    "accounts-ops",
+    "inventory-ops",
+    "orders-ops",
+    "payments-ops",
+    "notifications-ops",
     "postgres",
     "prometheus",
     "alertmanager",

@@ -168,12 +168,12 @@ def test_openapi_schema_is_served_and_valid(inventory: ServiceProcess) -> None:
 
 
 def test_admin_api_requires_the_token(inventory: ServiceProcess) -> None:
-    r = httpx.get(f"{inventory.url}/admin/faults")
+    r = httpx.get(f"{inventory.ops_url}/admin/faults")
     _assert_problem(r, 401)
-    r = httpx.get(f"{inventory.url}/admin/faults", headers={"authorization": "Bearer wrong"})
+    r = httpx.get(f"{inventory.ops_url}/admin/faults", headers={"authorization": "Bearer wrong"})
     _assert_problem(r, 401)
     r = httpx.get(
-        f"{inventory.url}/admin/faults", headers={"authorization": "Bearer test-admin-token"}
+        f"{inventory.ops_url}/admin/faults", headers={"authorization": "Bearer test-admin-token"}
     )
     assert r.status_code == 200
     assert r.json() == {"faults": []}
@@ -186,15 +186,16 @@ def test_fault_flag_injects_errors_on_one_route_only(inventory: ServiceProcess) 
             {"route": "/products/{product_id}/stock", "error_rate": 1.0, "error_status": 500}
         ]
     }
-    with inventory.client() as c:
-        assert c.put("/admin/faults", json=fault, headers=auth).status_code == 200
+    ops = httpx.Client(base_url=inventory.ops_url, timeout=10)
+    with inventory.client() as c, ops:
+        assert ops.put("/admin/faults", json=fault, headers=auth).status_code == 200
         try:
             _assert_problem(c.get("/products/5/stock"), 500)
             assert c.get("/products/5").status_code == 200
         finally:
-            assert c.delete("/admin/faults", headers=auth).status_code == 200
+            assert ops.delete("/admin/faults", headers=auth).status_code == 200
         assert c.get("/products/5/stock").status_code == 200
-        bad = c.put("/admin/faults", json={"faults": [{"error_rate": 2}]}, headers=auth)
+        bad = ops.put("/admin/faults", json={"faults": [{"error_rate": 2}]}, headers=auth)
     _assert_problem(bad, 400)
 
 

@@ -148,11 +148,9 @@ def test_gateway_errors_burn_the_budget_and_page_then_resolve(
     loaded_stack: Stack, webhook: AlertSink
 ) -> None:
     """5xx on the public API: the fast-burn page fires, and resolves when errors stop."""
-    gateway = loaded_stack.url("gateway")
+    gateway, ops = loaded_stack.url("gateway"), loaded_stack.url("gateway-ops")
     fault = {"faults": [{"route": "/api/v1/products", "error_rate": 1.0, "error_status": 500}]}
-    assert (
-        httpx.put(f"{gateway}/admin/faults", json=fault, headers=ADMIN_HEADERS).status_code == 200
-    )
+    assert httpx.put(f"{ops}/admin/faults", json=fault, headers=ADMIN_HEADERS).status_code == 200
 
     def burning() -> bool:
         for _ in range(20):
@@ -164,7 +162,7 @@ def test_gateway_errors_burn_the_budget_and_page_then_resolve(
     try:
         wait_until(burning, timeout=90, interval=0.2, message="the burn-rate page never arrived")
     finally:
-        httpx.delete(f"{gateway}/admin/faults", headers=ADMIN_HEADERS)
+        httpx.delete(f"{ops}/admin/faults", headers=ADMIN_HEADERS)
     page = _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page")[0]
     assert page["labels"]["slo"] == "gateway-availability"
     assert page["annotations"]["runbook_url"].endswith(".md")

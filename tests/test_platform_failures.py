@@ -56,7 +56,9 @@ def test_orders_killed_mid_saga_finishes_every_order_after_restart(
     orders = platform["orders"]
     assert (
         httpx.put(
-            f"{orders.url}/admin/saga/pauses", json={"after": [pause_after]}, headers=ADMIN_HEADERS
+            f"{orders.ops_url}/admin/saga/pauses",
+            json={"after": [pause_after]},
+            headers=ADMIN_HEADERS,
         ).status_code
         == 200
     )
@@ -108,7 +110,7 @@ def test_a_live_saga_outlasting_its_lease_is_not_taken_over_by_its_own_process(
     request's deadline is gone, so the live saga itself gives up the charge.
     """
     orders = platform["orders"]
-    pauses = f"{orders.url}/admin/saga/pauses"
+    pauses = f"{orders.ops_url}/admin/saga/pauses"
     assert httpx.put(pauses, json={"after": ["charging"]}, headers=ADMIN_HEADERS).status_code == 200
     answer: dict[str, httpx.Response] = {}
     client = threading.Thread(target=lambda: answer.setdefault("r", place(platform, user, 31)))
@@ -151,7 +153,7 @@ def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
     inventory = platform["inventory"]
     slow = {"faults": [{"route": "/products/{product_id}", "latency_ms": 3000}]}
     assert (
-        httpx.put(f"{inventory.url}/admin/faults", json=slow, headers=ADMIN_HEADERS).status_code
+        httpx.put(f"{inventory.ops_url}/admin/faults", json=slow, headers=ADMIN_HEADERS).status_code
         == 200
     )
     try:
@@ -159,7 +161,7 @@ def test_gateway_budget_cuts_a_slow_call_with_504_and_the_service_stops_working(
         r = httpx.get(f"{platform.gateway}/api/v1/products/7", headers={"x-request-id": "slow-one"})
         elapsed = time.monotonic() - t0
     finally:
-        httpx.delete(f"{inventory.url}/admin/faults", headers=ADMIN_HEADERS)
+        httpx.delete(f"{inventory.ops_url}/admin/faults", headers=ADMIN_HEADERS)
     assert r.status_code == 504
     assert r.headers["content-type"].startswith("application/problem+json")
     assert elapsed < 1.6, f"the catalog budget is 1 s, the answer took {elapsed:.2f} s"

@@ -37,7 +37,9 @@ def order(
 
 
 def gateway_orders_breaker(platform: Platform) -> dict[str, Any]:
-    state = httpx.get(f"{platform['gateway'].url}/admin/resilience", headers=ADMIN_HEADERS).json()
+    state = httpx.get(
+        f"{platform['gateway'].ops_url}/admin/resilience", headers=ADMIN_HEADERS
+    ).json()
     breaker: dict[str, Any] = next(b for b in state["circuit_breakers"] if b["name"] == "orders")
     return breaker
 
@@ -182,6 +184,7 @@ def test_declined_payment_is_402_and_releases_the_stock(platform: Platform, user
 def test_lost_payment_response_does_not_charge_twice(platform: Platform, user: User) -> None:
     """The charge commits, its answer is lost (orders times out), the saga asks again."""
     payments = platform["payments"].url
+    payments_ops = platform["payments"].ops_url
 
     def replays() -> float:
         metrics = httpx.get(f"{payments}/metrics").text
@@ -192,12 +195,13 @@ def test_lost_payment_response_does_not_charge_twice(platform: Platform, user: U
     replays_before = replays()
     lost = {"faults": [{"route": "/charges", "method": "POST", "hang_response": True, "limit": 1}]}
     assert (
-        httpx.put(f"{payments}/admin/faults", json=lost, headers=ADMIN_HEADERS).status_code == 200
+        httpx.put(f"{payments_ops}/admin/faults", json=lost, headers=ADMIN_HEADERS).status_code
+        == 200
     )
     try:
         r = order(platform, user, [{"product_id": 16, "quantity": 1}])
     finally:
-        httpx.delete(f"{payments}/admin/faults", headers=ADMIN_HEADERS)
+        httpx.delete(f"{payments_ops}/admin/faults", headers=ADMIN_HEADERS)
     assert r.status_code == 201, r.text
     # One payment row per order (the primary key), charged once: the second
     # attempt was answered from the first. The ledger is shared with sagas of
@@ -225,7 +229,7 @@ def test_payments_down_cancels_orders_and_catalog_keeps_working(
         # Orders keep failing until the payments breaker opens; then they fail fast.
         def breaker_state() -> str:
             state = httpx.get(
-                f"{platform['orders'].url}/admin/resilience", headers=ADMIN_HEADERS
+                f"{platform['orders'].ops_url}/admin/resilience", headers=ADMIN_HEADERS
             ).json()
             return str(
                 next(b for b in state["circuit_breakers"] if b["name"] == "payments")["state"]

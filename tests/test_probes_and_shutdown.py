@@ -101,7 +101,7 @@ def test_sigterm_turns_readiness_first_finishes_inflight_flushes_and_exits_zero(
     }
     svc = ServiceProcess("inventory", env=env, log_path=tmp_path / "inv.log").start()
     slow = {"faults": [{"route": "/products/{product_id}", "latency_ms": 2500}]}
-    assert httpx.put(f"{svc.url}/admin/faults", json=slow, headers=ADMIN).status_code == 200
+    assert httpx.put(f"{svc.ops_url}/admin/faults", json=slow, headers=ADMIN).status_code == 200
 
     header, trace_id, _ = traceparent()
     result: dict[str, httpx.Response] = {}

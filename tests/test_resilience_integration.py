@@ -68,7 +68,9 @@ def _metric(text: str, series: str) -> float:
 
 
 def _payments_guard(platform: Platform) -> dict[str, dict[str, object]]:
-    state = httpx.get(f"{platform['orders'].url}/admin/resilience", headers=ADMIN_HEADERS).json()
+    state = httpx.get(
+        f"{platform['orders'].ops_url}/admin/resilience", headers=ADMIN_HEADERS
+    ).json()
     return {
         "breaker": next(b for b in state["circuit_breakers"] if b["name"] == "payments"),
         "bulkhead": next(b for b in state["bulkheads"] if b["name"] == "payments"),
@@ -77,7 +79,7 @@ def _payments_guard(platform: Platform) -> dict[str, dict[str, object]]:
 
 def test_slow_payments_are_capped_cut_off_and_recovered_from(platform: Platform) -> None:
     user = sign_up(platform.gateway)
-    orders, payments = platform["orders"].url, platform["payments"].url
+    orders, payments = platform["orders"].url, platform["payments"].ops_url
     slow = {"faults": [{"route": "/charges", "method": "POST", "latency_ms": SLOW_MS}]}
     assert (
         httpx.put(f"{payments}/admin/faults", json=slow, headers=ADMIN_HEADERS).status_code == 200
@@ -167,7 +169,7 @@ def test_slow_payments_are_capped_cut_off_and_recovered_from(platform: Platform)
 
 def test_operators_can_force_a_breaker_and_reset_it(platform: Platform) -> None:
     user = sign_up(platform.gateway)
-    orders = platform["orders"].url
+    orders = platform["orders"].ops_url
     r = httpx.post(f"{orders}/admin/resilience/breakers/payments/force-open", headers=ADMIN_HEADERS)
     assert r.json()["state"] == "forced_open"
     try:

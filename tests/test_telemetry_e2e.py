@@ -205,12 +205,14 @@ def test_a_problem_names_its_type_on_the_server_span(
             {"route": "/products/{product_id}/stock", "error_rate": 1.0, "error_status": 503}
         ]
     }
-    assert httpx.put(f"{inventory.url}/admin/faults", json=fault, headers=auth).status_code == 200
+    assert (
+        httpx.put(f"{inventory.ops_url}/admin/faults", json=fault, headers=auth).status_code == 200
+    )
     try:
         header, trace_id, _ = traceparent()
         r = httpx.get(f"{inventory.url}/products/3/stock", headers={"traceparent": header})
     finally:
-        httpx.delete(f"{inventory.url}/admin/faults", headers=auth)
+        httpx.delete(f"{inventory.ops_url}/admin/faults", headers=auth)
     assert r.status_code == 503
     span = _server_span(otlp, trace_id)
     assert span.attributes["error.type"] == "injected-fault"

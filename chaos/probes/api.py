@@ -134,7 +134,7 @@ def faults_active(configuration: Configuration | None = None) -> dict[str, Any]:
     for name in SERVICES:
         try:
             faults = httpx.get(
-                f"{info.url(name)}/admin/faults", headers=info.admin_headers, timeout=TIMEOUT
+                f"{info.ops_url(name)}/admin/faults", headers=info.admin_headers, timeout=TIMEOUT
             ).json()["faults"]
         except (httpx.HTTPError, ValueError, KeyError):
             continue

@@ -15,7 +15,7 @@ from services.topology import SERVICES
 def resilience(service: str, configuration: Configuration | None = None) -> dict[str, Any]:
     info = stack(configuration)
     r = httpx.get(
-        f"{info.url(service)}/admin/resilience", headers=info.admin_headers, timeout=TIMEOUT
+        f"{info.ops_url(service)}/admin/resilience", headers=info.admin_headers, timeout=TIMEOUT
     )
     r.raise_for_status()
     result: dict[str, Any] = r.json()

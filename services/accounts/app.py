@@ -10,13 +10,13 @@ from pydantic import Field
 
 from services.accounts.routes import AccountsController
 from services.accounts.store import Passwords
-from services.chassis import Port, ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, TokenSettings, create_app, load_settings, run
 from services.events.wiring import outbox_hooks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class AccountsSettings(ServiceSettings):
+class AccountsSettings(TokenSettings):
     port: Port = 8001
     token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     # Argon2id cost. The defaults are OWASP's minimum (19 MiB, 2 passes, ~20 ms);

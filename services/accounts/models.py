@@ -7,13 +7,17 @@ from uuid import UUID
 
 import msgspec
 
-# Deliberately simple: one "@", no spaces, a dot in the domain. Deliverability
-# is proven by sending mail, not by a regular expression.
+from services.chassis.validation import printable
+
+# Deliberately simple: one "@", no spaces or control characters, a dot in the
+# domain. Deliverability is proven by sending mail, not by a regular expression.
+_PART = r"[^@\s\x00-\x1f\x7f]+"
 Email = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=rf"^{_PART}@{_PART}\.{_PART}$")
 ]
+# Hashed, never stored or logged: any character is fine, only the length is bounded.
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Name = Annotated[str, printable(min_length=1, max_length=100)]
 
 
 class Registration(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

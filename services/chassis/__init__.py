@@ -10,7 +10,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from services.chassis.app import ServiceContext, create_app, database_name
-from services.chassis.config import EXIT_CONFIG_ERROR, Port, ServiceSettings, load_settings
+from services.chassis.config import (
+    EXIT_CONFIG_ERROR,
+    Port,
+    ServiceSettings,
+    TokenSettings,
+    load_settings,
+)
 from services.chassis.db import Database
 from services.chassis.errors import DatabaseUnavailable, ProblemError, ServiceUnavailable
 from services.chassis.server import serve
@@ -38,6 +44,7 @@ __all__ = [
     "ServiceContext",
     "ServiceSettings",
     "ServiceUnavailable",
+    "TokenSettings",
     "create_app",
     "database_name",
     "load_settings",

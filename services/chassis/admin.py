@@ -1,4 +1,9 @@
-"""The operator API under ``/admin``: bearer-token protected, refused when no token is set."""
+"""The operator API under ``/admin``: bearer-token protected, refused when no token is set.
+
+Served only on the ops listener (services/chassis/ops.py), never on the public
+port; every call that passes the guard is logged, so the log says who changed
+a fault flag or forced a breaker, and when.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,9 @@ from litestar.handlers.base import BaseRouteHandler
 from services.chassis.errors import ProblemError
 from services.chassis.faults import Fault, FaultInjector
 from services.chassis.resilience import snapshot_all
+from telemetry import get_logger
+
+_log = get_logger("admin")
 
 
 async def require_admin(
@@ -39,6 +47,13 @@ async def require_admin(
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="admin"'},
         )
+    client = connection.client
+    _log.info(
+        "admin call",
+        method=connection.scope.get("method"),
+        path=connection.url.path,
+        client=client.host if client else None,
+    )
 
 
 class FaultsBody(msgspec.Struct, forbid_unknown_fields=True):

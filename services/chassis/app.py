@@ -20,7 +20,6 @@ from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from services.chassis.admin import BulkheadController, FaultsController, ResilienceController
 from services.chassis.config import ServiceSettings
 from services.chassis.db import Database, ensure_database
 from services.chassis.deadlines import DeadlineMiddleware
@@ -28,6 +27,7 @@ from services.chassis.dependencies import dependency_configs
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, FaultMiddleware
 from services.chassis.http_client import DependencyConfig, Downstream
+from services.chassis.ops import create_ops_app
 from services.chassis.pgserver import EmbeddedPostgres
 from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
 
@@ -76,7 +76,10 @@ def create_app(
     dependencies: dict[str, Provide] | None = None,
     downstream_overrides: Mapping[str, DependencyConfig] | None = None,
     description: str = "",
+    ops_handlers: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
+    """The service's public app; its ops app (``/admin``, services/chassis/ops.py) is
+    ``app.state.ops_app``, served on the ops listener by ``serve``."""
     telemetry = TelemetryPlugin(
         TelemetryConfig(
             service_name=name,
@@ -136,12 +139,7 @@ def create_app(
     }
 
     app = Litestar(
-        route_handlers=[
-            *route_handlers,
-            FaultsController,
-            ResilienceController,
-            BulkheadController,
-        ],
+        route_handlers=route_handlers,
         # Outermost first: the deadline covers what the faults inject.
         middleware=[DeadlineMiddleware(), FaultMiddleware(ctx.faults)],
         plugins=[telemetry],
@@ -160,4 +158,5 @@ def create_app(
         logging_config=None,  # the telemetry plugin owns logging
     )
     app.state.ctx = ctx
+    app.state.ops_app = create_ops_app(ctx, ops_handlers)
     return app

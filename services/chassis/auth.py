@@ -23,8 +23,9 @@ from telemetry import get_logger
 ALGORITHM = "HS256"
 ISSUER = "redline-accounts"
 AUDIENCE = "redline"
-# A development default so the platform starts with no configuration; any
-# deployment sets REDLINE_JWT_SECRET (the README says so, and `redline up` warns).
+# A development default so the platform starts with no configuration. Outside
+# development (REDLINE_ENVIRONMENT) a service that signs or verifies tokens
+# refuses to start without a secret of its own (services/chassis/config.py).
 DEV_SECRET = "redline-dev-secret-change-me-0123456789abcdef"  # noqa: S105
 
 _log = get_logger("auth")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from services.chassis.resilience import CircuitOpenError, DeadlineExceeded, ResilienceError
+from services.chassis.validation import readable
 from telemetry import current_request_id, get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -138,6 +140,9 @@ def _problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Respon
 
 def _validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     errors = exc.extra if isinstance(exc.extra, list) else []
+    for error in errors:
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            error["message"] = readable(error["message"])
     return problem_response(
         request,
         status=exc.status_code,
@@ -173,6 +178,23 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     )
 
 
+def _data_error(request: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
+    """PostgreSQL (or asyncpg, before sending) refused a value: the input's fault, a 400.
+
+    Validation at the boundary should catch every such value first; this is
+    the net under it, so a value it missed is never a 500 that a caller's
+    circuit breaker counts against the service.
+    """
+    _log.warning("value refused by the database", error=type(exc).__name__, path=request.url.path)
+    return problem_response(
+        request,
+        status=400,
+        detail="A value in the request cannot be stored or searched for.",
+        type_slug="invalid-input",
+        title="Invalid input",
+    )
+
+
 def _resilience_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """A breaker, bulkhead or deadline refusing work that was not behind the resilient client."""
     if isinstance(exc, DeadlineExceeded):
@@ -190,6 +212,7 @@ def _resilience_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 def exception_handlers() -> ExceptionHandlersMap:
     return {
         ResilienceError: _resilience_error,
+        asyncpg.DataError: _data_error,
         ProblemError: _problem_error,
         ValidationException: _validation_error,
         HTTPException: _http_exception,

@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 
 from services.chassis.config import ServiceSettings
+from services.chassis.ops import ListenerRouter, listen
 from telemetry import get_logger
 
 _log = get_logger("server")
@@ -60,9 +61,30 @@ class DrainingServer(uvicorn.Server):
 
 
 def serve(app: Any, settings: ServiceSettings) -> None:
-    """Serve ``app`` (a Litestar app built by ``create_app``) until stopped; exits the process."""
+    """Serve ``app`` (a Litestar app built by ``create_app``) until stopped; exits the process.
+
+    Two listeners: the public one, and the ops one for ``app.state.ops_app``
+    (services/chassis/ops.py).
+    """
+    try:
+        sockets = [
+            listen(settings.host, settings.port),
+            listen(settings.ops_host, settings.ops_listen_port),
+        ]
+    except OSError as exc:  # e.g. a port is taken
+        _log.error(
+            "cannot serve",
+            error=str(exc),
+            host=settings.host,
+            port=settings.port,
+            ops_host=settings.ops_host,
+            ops_port=settings.ops_listen_port,
+        )
+        sys.exit(1)
+    ops_port = sockets[1].getsockname()[1]
+    _log.info("ops listener", host=settings.ops_host, port=ops_port)
     config = uvicorn.Config(
-        app,
+        ListenerRouter(app, app.state.ops_app, ops_port=ops_port),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -81,7 +103,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         on_drain=ctx.telemetry.health.mark_draining,
     )
     try:
-        server.run()
+        server.run(sockets=sockets)
     except OSError as exc:  # e.g. the port is taken
         _log.error("cannot serve", error=str(exc), host=settings.host, port=settings.port)
         sys.exit(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Litestar
 from pydantic import Field
 
-from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, ServiceContext, TokenSettings, create_app, load_settings, run
 from services.chassis.http_client import DependencyConfig
 from services.gateway.notifications import NOTIFICATIONS_DOWNSTREAM, NotificationRoutes
 from services.gateway.ratelimit import RateLimiter
@@ -28,7 +28,7 @@ DOWNSTREAMS = {
 }
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(TokenSettings):
     port: Port = 8000
     # Signed-in users, per user; anonymous routes, per client IP.
     rate_limit_user_per_second: float = Field(default=50.0, gt=0)

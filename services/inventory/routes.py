@@ -9,11 +9,12 @@ from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
 from services.chassis import Database
+from services.chassis.validation import INT4_MAX, PRINTABLE_PATTERN
 from services.inventory import store
 from services.inventory.models import Product, ProductPage, Reservation, ReserveRequest, Stock
 
 # Path ids are PostgreSQL integers: out-of-range values are a 400, not a driver error.
-PathProductId = Annotated[int, Parameter(ge=1, le=2_147_483_647)]
+PathProductId = Annotated[int, Parameter(ge=1, le=INT4_MAX)]
 
 
 class CatalogController(Controller):
@@ -25,9 +26,14 @@ class CatalogController(Controller):
         self,
         db: Database,
         q: Annotated[
-            str | None, Parameter(max_length=100, description="Search in name and description.")
+            str | None,
+            Parameter(
+                max_length=100,
+                pattern=PRINTABLE_PATTERN,
+                description="Search in name and description.",
+            ),
         ] = None,
-        category: Annotated[str | None, Parameter(max_length=50)] = None,
+        category: Annotated[str | None, Parameter(max_length=50, pattern=PRINTABLE_PATTERN)] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
     ) -> ProductPage:

@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from pydantic import Field
 
-from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
+from services.chassis import Port, ServiceContext, TokenSettings, create_app, load_settings, run
 from services.events.wiring import outbox_hooks
 from services.orders.routes import OrdersController, SagaAdminController
 from services.orders.saga import Saga
@@ -21,7 +21,7 @@ from telemetry import INSTANCE_ID
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class OrdersSettings(ServiceSettings):
+class OrdersSettings(TokenSettings):
     port: Port = 8003
     # A saga holds its order this long between steps; recovery takes over after.
     saga_lease_seconds: float = Field(default=15.0, ge=1, le=600)
@@ -75,7 +75,8 @@ def build(settings: OrdersSettings) -> Litestar:
 
     return create_app(
         "orders",
-        route_handlers=[OrdersController, SagaAdminController],
+        route_handlers=[OrdersController],
+        ops_handlers=[SagaAdminController],
         settings=settings,
         migrations_dir=MIGRATIONS,
         on_startup=[startup, outbox_startup],

@@ -8,17 +8,19 @@ from uuid import UUID
 
 import msgspec
 
+from services.chassis.validation import INT4_MAX, PaymentMethod
+
 OrderStatus = Literal["pending", "confirmed", "cancelled"]
 
 
 class OrderLine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    product_id: Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
+    product_id: Annotated[int, msgspec.Meta(ge=1, le=INT4_MAX)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
 
 
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     items: Annotated[list[OrderLine], msgspec.Meta(min_length=1, max_length=20)]
-    payment_method: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "pm_card_visa"
+    payment_method: PaymentMethod = "pm_card_visa"
 
 
 class OrderItem(msgspec.Struct, kw_only=True):

@@ -7,6 +7,8 @@ from uuid import UUID
 
 import msgspec
 
+from services.chassis.validation import PaymentMethod
+
 # pending and refunding: recorded before the card processor is called, until its answer.
 PaymentStatus = Literal["pending", "charged", "declined", "refunding", "refunded", "voided"]
 
@@ -18,7 +20,7 @@ class ChargeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # A tokenised payment method, never a card number. Test methods behave like
     # Stripe's: pm_card_visa succeeds (bar the random decline rate),
     # pm_card_chargeDeclined and pm_card_insufficientFunds always decline.
-    payment_method: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "pm_card_visa"
+    payment_method: PaymentMethod = "pm_card_visa"
 
 
 class Payment(msgspec.Struct, kw_only=True):

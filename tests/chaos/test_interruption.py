@@ -120,13 +120,13 @@ def test_sigterm_mid_experiment_reverts_every_fault(
     try:
         run.wait_for("wait-to-be-interrupted")
         # Every fault is in force before the signal, or the test proves nothing.
-        assert httpx.get(f"{s.url('payments')}/admin/faults", headers=ADMIN_HEADERS).json()[
+        assert httpx.get(f"{s.url('payments-ops')}/admin/faults", headers=ADMIN_HEADERS).json()[
             "faults"
         ]
         assert httpx.get(f"{proxy_api}/proxies/payments/toxics").json()
         assert process_state(accounts_pid) == "T"
         assert sessions(configuration, "chaos-lock") == 1
-        assert breaker(s.url("gateway"), "accounts") == "forced_open"
+        assert breaker(s.url("gateway-ops"), "accounts") == "forced_open"
         code = run.interrupt(signal.SIGTERM)
     finally:
         if run.proc.poll() is None:
@@ -143,13 +143,14 @@ def test_sigterm_mid_experiment_reverts_every_fault(
     ]
 
     assert (
-        httpx.get(f"{s.url('payments')}/admin/faults", headers=ADMIN_HEADERS).json()["faults"] == []
+        httpx.get(f"{s.url('payments-ops')}/admin/faults", headers=ADMIN_HEADERS).json()["faults"]
+        == []
     )
     assert httpx.get(f"{proxy_api}/proxies/payments/toxics").json() == []
     assert process_state(accounts_pid) != "T"
     assert httpx.get(f"{s.url('accounts')}/health/ready").status_code == 200
     assert sessions(configuration, "chaos-lock") == 0
-    assert breaker(s.url("gateway"), "accounts") == "closed"
+    assert breaker(s.url("gateway-ops"), "accounts") == "closed"
     assert not [p for p in hog_pids if Path(f"/proc/{p}").exists()], "the CPU hog was stopped"
     # The saga pause is gone too: an order goes through without being held.
     from chaos.probes import canary_orders
