@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -69,6 +70,7 @@ def test_docker_compose_config_accepts_the_file_without_a_daemon(tmp_path: Path)
         text=True,
         cwd=REPO,
         timeout=60,
+        env={**os.environ, "REDLINE_JWT_SECRET": "s" * 48},
     )
     assert result.returncode == 0, result.stderr
     assert "locust:" in result.stdout  # the profile's service was resolved too
