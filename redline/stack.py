@@ -84,6 +84,8 @@ JAEGER_CONFIG = ROOT / "telemetry" / "jaeger" / "jaeger.yaml"
 
 # The ops listeners never leave this machine, whatever --host says.
 OPS_HOST = "127.0.0.1"
+# Callers whose traceparent the gateway continues in this development stack.
+LOCAL_CALLERS = "127.0.0.0/8,::1"
 
 
 class StackError(RuntimeError):
@@ -361,6 +363,8 @@ class Stack:
                 "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
                 "REDLINE_SMTP_HOST": o.host,
                 "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
+                # Load tests and experiments on this machine keep their trace ids.
+                **({"REDLINE_TRACE_TRUSTED_CLIENTS": LOCAL_CALLERS} if name == "gateway" else {}),
                 **o.service_env.get(name, {}),
             }
             if info.has_database:

@@ -25,7 +25,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from telemetry._logging import REQUEST_ID, access_log
@@ -42,6 +42,10 @@ REQUEST_ID_ATTRIBUTE = "redline.request_id"
 _random_bits = random.getrandbits
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
+# Whether a request's own trace context may be this service's parent (None: always).
+ContextTrust = Callable[[dict[str, Any]], bool]
+# What the link to an untrusted caller's span says it is.
+UNTRUSTED_LINK_ATTRIBUTES: dict[str, AttributeValue] = {"redline.link.reason": "untrusted_parent"}
 
 
 def valid_request_id(value: str | None) -> str:
@@ -90,10 +94,38 @@ def _request_attributes(
     return attributes
 
 
+def _untrusted(carrier: dict[str, str]) -> trace.SpanContext | None:
+    """The span context of an untrusted caller, for a link; its baggage and trace state dropped."""
+    traceparent = carrier.get("traceparent")
+    if traceparent is None:
+        return None
+    incoming = trace.get_current_span(propagate.extract({"traceparent": traceparent}))
+    ctx = incoming.get_span_context()
+    return ctx if ctx.is_valid else None
+
+
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, *, excluded_paths: Collection[str]) -> None:
+    """The server side of each request.
+
+    ``trust`` decides whether a request's ``traceparent``, ``tracestate`` and
+    ``baggage`` are the service's to continue. At a public edge they are not,
+    as the OpenTelemetry specification advises for public endpoints: the
+    request then starts a new trace under the service's own sampler (so a
+    client cannot force sampling with the sampled flag), its span links to the
+    client's span context when one was sent, and the client's baggage and trace
+    state are dropped, never propagated to the services behind the edge.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        excluded_paths: Collection[str],
+        trust: ContextTrust | None = None,
+    ) -> None:
         self.app = app
         self._excluded = frozenset(excluded_paths)
+        self._trust = trust
         # Both built at start-up, after the plugin configured tracing and
         # logging: a tracer fetched at import time would be a proxy (~1 µs per
         # span), a logger fetched then would not write JSON.
@@ -127,6 +159,9 @@ class TelemetryMiddleware:
                 host = value.decode("latin-1")
         request_id = valid_request_id(request_id)
 
+        link: trace.SpanContext | None = None
+        if carrier is not None and self._trust is not None and not self._trust(scope):
+            link, carrier = _untrusted(carrier), None
         parent = propagate.extract(carrier) if carrier else None
         span_name = "HTTP" if method == "_OTHER" else method
         client = scope.get("client")
@@ -141,15 +176,19 @@ class TelemetryMiddleware:
                     ),
                     parent,
                 )
+                if link is not None:
+                    span.add_link(link, UNTRUSTED_LINK_ATTRIBUTES)
         else:
             # Given at creation, as the semantic conventions ask, so a sampler can read them.
             span = self._tracer.start_span(
                 span_name,
-                context=parent,
+                # An empty context, not None: None would mean "the current one".
+                context=parent if parent is not None else otel_context.Context(),
                 kind=SpanKind.SERVER,
                 attributes=_request_attributes(
                     scope, method, raw_method, host, client, user_agent, request_id
                 ),
+                links=[Link(link, UNTRUSTED_LINK_ATTRIBUTES)] if link is not None else None,
             )
         recording = span.is_recording()
         token = otel_context.attach(trace.set_span_in_context(span, parent))

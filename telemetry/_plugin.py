@@ -16,7 +16,7 @@ from prometheus_client import Gauge
 
 from telemetry._logging import configure_logging, get_logger
 from telemetry._metrics import REGISTRY, exposition
-from telemetry._middleware import TelemetryMiddleware
+from telemetry._middleware import ContextTrust, TelemetryMiddleware
 from telemetry._probes import Health
 from telemetry._tracing import INSTANCE_ID, TracingSettings, configure_tracing
 
@@ -68,6 +68,10 @@ class TelemetryConfig:
         default_factory=lambda: frozenset({LIVE_PATH, READY_PATH, HEALTH_PATH, METRICS_PATH})
     )
     extra_span_processors: tuple[SpanProcessor, ...] = ()
+    # Whether a request's traceparent/tracestate/baggage may be continued; None:
+    # always (a service behind the edge). A public edge trusts only its own
+    # callers: the others start a new trace that links to theirs.
+    trust_incoming_context: ContextTrust | None = None
 
 
 class TelemetryPlugin(InitPluginProtocol):
@@ -123,7 +127,11 @@ class TelemetryPlugin(InitPluginProtocol):
         # OpenTelemetry middleware) so 404/405 and router errors are seen too.
         app.asgi_handler = cast(
             "ASGIApp",
-            TelemetryMiddleware(app.asgi_handler, excluded_paths=self.config.excluded_paths),
+            TelemetryMiddleware(
+                app.asgi_handler,
+                excluded_paths=self.config.excluded_paths,
+                trust=self.config.trust_incoming_context,
+            ),
         )
 
     async def _after_startup(self) -> None:

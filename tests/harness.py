@@ -176,6 +176,9 @@ ADMIN_TOKEN = "test-admin-token"
 ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 # Argon2 at its cheapest: tests exercise the logic, not the hash's cost.
 FAST_PASSWORD_HASHING = {"REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
+# The tests' own traceparents are continued through the gateway, as a load
+# generator's are; tests/test_edge_headers.py checks an untrusted edge.
+TESTS_ARE_TRUSTED_CALLERS = {"REDLINE_TRACE_TRUSTED_CLIENTS": "127.0.0.1"}
 # A card processor that answers at once and declines only the declining test cards.
 PREDICTABLE_PAYMENTS = {
     "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
@@ -219,6 +222,7 @@ class Platform:
                 "REDLINE_ADMIN_TOKEN": ADMIN_TOKEN,
                 # No NATS unless a test gives one: never a stack's on the default port.
                 "REDLINE_NATS_SERVERS": f"nats://127.0.0.1:{nats_port}",
+                **(TESTS_ARE_TRUSTED_CALLERS if name == "gateway" else {}),
                 **((extra_env or {}).get(name, {})),
             }
             if info.has_database:

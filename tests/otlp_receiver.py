@@ -57,6 +57,8 @@ class ReceivedSpan:
     events: tuple[tuple[str, dict[str, Any]], ...] = field(default=())
     start_ns: int = 0
     end_ns: int = 0
+    # (trace_id, span_id, attributes) of each linked span.
+    links: tuple[tuple[str, str, dict[str, Any]], ...] = field(default=())
 
 
 class OtlpReceiver:
@@ -133,6 +135,14 @@ class OtlpReceiver:
                             ),
                             start_ns=s.start_time_unix_nano,
                             end_ns=s.end_time_unix_nano,
+                            links=tuple(
+                                (
+                                    link.trace_id.hex(),
+                                    link.span_id.hex(),
+                                    {kv.key: _value(kv.value) for kv in link.attributes},
+                                )
+                                for link in s.links
+                            ),
                         )
                     )
         with self._lock:

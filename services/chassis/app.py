@@ -24,6 +24,7 @@ from services.chassis.config import ServiceSettings
 from services.chassis.db import Database, ensure_database
 from services.chassis.deadlines import DeadlineMiddleware
 from services.chassis.dependencies import dependency_configs
+from services.chassis.edge import EdgePolicy
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, FaultMiddleware
 from services.chassis.http_client import DependencyConfig, Downstream
@@ -77,9 +78,13 @@ def create_app(
     downstream_overrides: Mapping[str, DependencyConfig] | None = None,
     description: str = "",
     ops_handlers: Sequence[ControllerRouterHandler] = (),
+    edge: EdgePolicy | None = None,
 ) -> Litestar:
     """The service's public app; its ops app (``/admin``, services/chassis/ops.py) is
-    ``app.state.ops_app``, served on the ops listener by ``serve``."""
+    ``app.state.ops_app``, served on the ops listener by ``serve``.
+
+    ``edge``: this service faces the internet (the gateway); see services/chassis/edge.py.
+    """
     telemetry = TelemetryPlugin(
         TelemetryConfig(
             service_name=name,
@@ -88,6 +93,7 @@ def create_app(
             sample_ratio=settings.trace_sample_ratio,
             log_level=settings.log_level,
             instrument_asyncpg=migrations_dir is not None,
+            trust_incoming_context=edge.trusts_context if edge is not None else None,
         )
     )
     ctx = ServiceContext(name=name, settings=settings, telemetry=telemetry)
@@ -141,7 +147,7 @@ def create_app(
     app = Litestar(
         route_handlers=route_handlers,
         # Outermost first: the deadline covers what the faults inject.
-        middleware=[DeadlineMiddleware(), FaultMiddleware(ctx.faults)],
+        middleware=[DeadlineMiddleware(trust_header=edge is None), FaultMiddleware(ctx.faults)],
         plugins=[telemetry],
         on_startup=[startup],
         on_shutdown=[shutdown],

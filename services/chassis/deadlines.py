@@ -47,11 +47,16 @@ def _incoming(scope: Scope) -> Deadline | None:
 
 
 class DeadlineMiddleware(ASGIMiddleware):
+    """``trust_header=False`` at the public edge: a client's header is not a deadline."""
+
     scopes = (ScopeType.HTTP,)
     exclude_path_pattern = ("^/health", "^/metrics", "^/admin", "^/schema")
 
+    def __init__(self, *, trust_header: bool = True) -> None:
+        self.trust_header = trust_header
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        deadline = _incoming(scope)
+        deadline = _incoming(scope) if self.trust_header else None
         opt: dict[str, Any] = getattr(scope.get("route_handler"), "opt", None) or {}
         route_timeout = opt.get("timeout")
         if route_timeout is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from litestar import Litestar
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from services.chassis import Port, ServiceContext, TokenSettings, create_app, load_settings, run
+from services.chassis.edge import EdgePolicy, parse_networks
 from services.chassis.http_client import DependencyConfig
 from services.gateway.notifications import NOTIFICATIONS_DOWNSTREAM, NotificationRoutes
 from services.gateway.ratelimit import RateLimiter
@@ -35,10 +36,33 @@ class GatewaySettings(TokenSettings):
     rate_limit_user_burst: int = Field(default=100, ge=1)
     rate_limit_ip_per_second: float = Field(default=200.0, gt=0)
     rate_limit_ip_burst: int = Field(default=400, ge=1)
+    # Comma-separated addresses or networks. Peers whose X-Forwarded-For is
+    # believed (a load balancer in front); none by default.
+    trusted_proxies: str = ""
+    # Clients whose traceparent/baggage are continued (a load generator, a
+    # trusted internal caller); none by default: everyone else starts a new
+    # trace linked to theirs.
+    trace_trusted_clients: str = ""
+
+    @field_validator("trusted_proxies", "trace_trusted_clients")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def edge(self) -> EdgePolicy:
+        return EdgePolicy(
+            trusted_proxies=parse_networks(self.trusted_proxies),
+            trace_trusted_clients=parse_networks(self.trace_trusted_clients),
+        )
 
 
 def build(settings: GatewaySettings) -> Litestar:
+    edge = settings.edge
+
     async def startup(ctx: ServiceContext) -> None:
+        ctx.extras["edge"] = edge
         ctx.extras["rate_limiters"] = {
             "user": RateLimiter(
                 settings.rate_limit_user_per_second, settings.rate_limit_user_burst
@@ -52,6 +76,7 @@ def build(settings: GatewaySettings) -> Litestar:
         settings=settings,
         on_startup=[startup],
         downstream_overrides=DOWNSTREAMS,
+        edge=edge,
         description="Redline's public API: sign-up and sign-in, the catalog, and orders.",
     )
 

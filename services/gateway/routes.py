@@ -16,6 +16,7 @@ from litestar.handlers.base import BaseRouteHandler
 from prometheus_client import Counter
 
 from services.chassis.auth import Unauthorized, bearer_token, jwt_secret, verify_token
+from services.chassis.edge import EdgePolicy
 from services.chassis.errors import ProblemError
 from services.chassis.http_client import Downstream
 from services.gateway.proxy import forward
@@ -65,8 +66,9 @@ def _enforce(connection: ASGIConnection[Any, Any, Any, Any], scope: str, key: st
 
 
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    client = connection.client
-    return client.host if client else "unknown"
+    """The client's address, through trusted proxies only (services/chassis/edge.py)."""
+    edge: EdgePolicy = connection.app.state.ctx.extras["edge"]
+    return edge.client_address(connection.scope)
 
 
 # The guards are coroutines although they never await: Litestar runs a plain
