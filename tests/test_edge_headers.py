@@ -200,7 +200,7 @@ def test_an_unsafe_request_id_is_replaced_at_the_edge(
     edge: ServiceProcess, recorder: Recorder, given: str
 ) -> None:
     before = len(recorder.requests)
-    r = httpx.get(f"{edge.url}/api/v1/products", headers={"x-request-id": given.encode()})
+    r = httpx.get(f"{edge.url}/api/v1/products", headers={b"x-request-id": given.encode()})
     assert r.status_code == 200
     minted = r.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", minted), minted

@@ -12,7 +12,8 @@ requests must go on working.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ class Poison:
     path: str
     # The field the problem must name.
     field: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     json: Any = None
     signed_in: bool = False
 
