@@ -123,6 +123,11 @@ class TelemetryPlugin(InitPluginProtocol):
         return app_config
 
     def _install_middleware(self, app: Litestar) -> None:
+        self.instrument(app)
+
+    def instrument(self, app: Litestar) -> None:
+        """Trace, count and log ``app``'s requests (done at start-up for the plugin's own app;
+        call it for another app the service serves, such as its ops listener's)."""
         # Wrap the exception-handled router (where Litestar puts its own
         # OpenTelemetry middleware) so 404/405 and router errors are seen too.
         app.asgi_handler = cast(

@@ -48,6 +48,8 @@ def create_ops_app(ctx: ServiceContext, handlers: Sequence[ControllerRouterHandl
         logging_config=None,
     )
     app.state.ctx = ctx
+    # Admin calls are traced and in the access log like any other (request_id included).
+    ctx.telemetry.instrument(app)
     return app
 
 
