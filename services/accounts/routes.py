@@ -12,12 +12,13 @@ from services.accounts.models import Credentials, Registration, Token, User
 from services.accounts.store import Passwords
 from services.chassis import Database
 from services.chassis.auth import current_principal, issue_token, jwt_secret
+from services.chassis.openapi import problems
 
 
 class AccountsController(Controller):
     tags = ["accounts"]
 
-    @post("/users", status_code=201)
+    @post("/users", status_code=201, responses=problems(409))
     async def register(
         self, db: Database, passwords: SkipValidation[Passwords], data: Registration
     ) -> User:
@@ -26,7 +27,7 @@ class AccountsController(Controller):
             db, passwords, email=data.email, password=data.password, name=data.name
         )
 
-    @post("/tokens", status_code=200)
+    @post("/tokens", status_code=200, responses=problems(401))
     async def login(
         self,
         db: Database,
@@ -45,7 +46,7 @@ class AccountsController(Controller):
             user_id=user.id,
         )
 
-    @get("/users/me")
+    @get("/users/me", responses=problems(401, 404))
     async def me(self, request: Request[Any, Any, Any], db: Database) -> User:
         """The caller's profile, from the bearer token the gateway forwarded."""
         principal = current_principal(request)

@@ -18,6 +18,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ControllerRouterHandler
 
 from services.chassis.config import ServiceSettings
@@ -28,6 +29,7 @@ from services.chassis.edge import EdgePolicy
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, FaultMiddleware
 from services.chassis.http_client import DependencyConfig, Downstream
+from services.chassis.openapi import ClosedStructSchemaPlugin, document_common_responses
 from services.chassis.ops import create_ops_app
 from services.chassis.pgserver import EmbeddedPostgres
 from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
@@ -79,6 +81,7 @@ def create_app(
     description: str = "",
     ops_handlers: Sequence[ControllerRouterHandler] = (),
     edge: EdgePolicy | None = None,
+    security_schemes: Mapping[str, SecurityScheme] | None = None,
 ) -> Litestar:
     """The service's public app; its ops app (``/admin``, services/chassis/ops.py) is
     ``app.state.ops_app``, served on the ops listener by ``serve``.
@@ -148,7 +151,7 @@ def create_app(
         route_handlers=route_handlers,
         # Outermost first: the deadline covers what the faults inject.
         middleware=[DeadlineMiddleware(trust_header=edge is None), FaultMiddleware(ctx.faults)],
-        plugins=[telemetry],
+        plugins=[telemetry, ClosedStructSchemaPlugin()],
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers=exception_handlers(),
@@ -158,11 +161,13 @@ def create_app(
             version=settings.version,
             description=description or None,
             path="/schema",
+            components=Components(security_schemes=dict(security_schemes or {})),
         ),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
         logging_config=None,  # the telemetry plugin owns logging
     )
+    document_common_responses(app)
     app.state.ctx = ctx
     app.state.ops_app = create_ops_app(ctx, ops_handlers)
     return app

@@ -14,6 +14,7 @@ import re
 from typing import Annotated
 
 import msgspec
+from litestar.params import Parameter
 
 # No C0 control characters (NUL included) and no DEL. Tabs and newlines are
 # not meant in any field the services take either.
@@ -32,6 +33,10 @@ def printable(*, min_length: int = 0, max_length: int) -> msgspec.Meta:
 
 
 PaymentMethod = Annotated[str, printable(min_length=1, max_length=64)]
+
+# Pagination query parameters, the same wherever a list is paged.
+PageLimit = Annotated[int, Parameter(ge=1, le=100)]
+PageOffset = Annotated[int, Parameter(ge=0, le=100_000)]
 
 
 def readable(message: str) -> str:

@@ -14,6 +14,7 @@ from services.gateway.routes import (
     AUTH_TIMEOUT,
     CATALOG_TIMEOUT,
     ORDERS_TIMEOUT,
+    SECURITY_SCHEMES,
     AuthRoutes,
     CatalogRoutes,
     OrderRoutes,
@@ -77,6 +78,7 @@ def build(settings: GatewaySettings) -> Litestar:
         on_startup=[startup],
         downstream_overrides=DOWNSTREAMS,
         edge=edge,
+        security_schemes=SECURITY_SCHEMES,
         description="Redline's public API: sign-up and sign-in, the catalog, and orders.",
     )
 

@@ -7,20 +7,27 @@ signed-in user (``guards``); the handler only names the service and path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import SecurityScheme
 from prometheus_client import Counter
 
+from services.accounts.models import Credentials, Registration, Token, User
 from services.chassis.auth import Unauthorized, bearer_token, jwt_secret, verify_token
 from services.chassis.edge import EdgePolicy
 from services.chassis.errors import ProblemError
 from services.chassis.http_client import Downstream
+from services.chassis.openapi import problems, success
+from services.chassis.validation import PageLimit, PageOffset
 from services.gateway.proxy import forward
 from services.gateway.ratelimit import RateLimiter
+from services.inventory.models import Category, PathProductId, Product, ProductPage, SearchTerm
+from services.orders.models import IdempotencyKeyHeader, Order, OrderPage, PlaceOrder
 from telemetry import REGISTRY
 
 # Budgets per route family. Auth is hashing-bound (Argon2id), catalog reads are
@@ -98,25 +105,100 @@ def _service(request: Request[Any, Any, Any], name: str) -> Downstream:
     return downstream
 
 
+# The public API's documentation: what each route answers besides its success,
+# on top of the 400/503/504 every operation may (services/chassis/openapi.py).
+EDGE = problems(429, 502)
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+SECURITY_SCHEMES = {
+    "bearer": SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="An access token from POST /api/v1/auth/tokens.",
+    )
+}
+
+
+@dataclass(frozen=True)
+class Proxied:
+    """A public route and the service operation it forwards to."""
+
+    service: str
+    method: str
+    path: str  # the service's route template
+
+
+# Public route -> service operation; the handlers forward by it and
+# tests/test_fuzz.py holds the public schema to the services' by it.
+PROXIED: dict[tuple[str, str], Proxied] = {
+    ("POST", "/api/v1/users"): Proxied("accounts", "POST", "/users"),
+    ("POST", "/api/v1/auth/tokens"): Proxied("accounts", "POST", "/tokens"),
+    ("GET", "/api/v1/users/me"): Proxied("accounts", "GET", "/users/me"),
+    ("GET", "/api/v1/products"): Proxied("inventory", "GET", "/products"),
+    ("GET", "/api/v1/products/{product_id}"): Proxied("inventory", "GET", "/products/{product_id}"),
+    ("POST", "/api/v1/orders"): Proxied("orders", "POST", "/orders"),
+    ("GET", "/api/v1/orders"): Proxied("orders", "GET", "/orders"),
+    ("GET", "/api/v1/orders/{order_id}"): Proxied("orders", "GET", "/orders/{order_id}"),
+}
+
+
+async def _forward(
+    request: Request[Any, Any, Any], public: str, **path_params: Any
+) -> Response[bytes]:
+    target = PROXIED[(request.method, public)]
+    return await forward(
+        request,
+        _service(request, target.service),
+        target.method,
+        target.path.format(**path_params),
+        target.path,
+    )
+
+
 class AuthRoutes(Controller):
     path = "/api/v1"
     tags = ["accounts"]
 
-    @post("/users", guards=[anonymous], opt={"timeout": AUTH_TIMEOUT})
-    async def register(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Create an account: ``{"email", "password", "name"}``."""
-        return await forward(request, _service(request, "accounts"), "POST", "/users", "/users")
+    @post(
+        "/users",
+        guards=[anonymous],
+        opt={"timeout": AUTH_TIMEOUT},
+        status_code=201,
+        responses={201: success(User, "Registered."), **problems(409), **EDGE},
+        security=[],
+    )
+    async def register(
+        self, request: Request[Any, Any, Any], data: Registration
+    ) -> Response[bytes]:
+        """Create an account."""
+        return await _forward(request, "/api/v1/users")
 
-    @post("/auth/tokens", guards=[anonymous], opt={"timeout": AUTH_TIMEOUT})
-    async def login(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Sign in: ``{"email", "password"}`` for a bearer access token."""
-        return await forward(request, _service(request, "accounts"), "POST", "/tokens", "/tokens")
+    @post(
+        "/auth/tokens",
+        guards=[anonymous],
+        opt={"timeout": AUTH_TIMEOUT},
+        status_code=200,
+        responses={200: success(Token, "Signed in."), **problems(401), **EDGE},
+        security=[],
+    )
+    async def login(self, request: Request[Any, Any, Any], data: Credentials) -> Response[bytes]:
+        """Sign in for a bearer access token."""
+        return await _forward(request, "/api/v1/auth/tokens")
 
-    @get("/users/me", guards=[signed_in], opt={"timeout": AUTH_TIMEOUT})
+    @get(
+        "/users/me",
+        guards=[signed_in],
+        opt={"timeout": AUTH_TIMEOUT},
+        responses={
+            200: success(User, "The caller."),
+            **problems(401, 404),
+            **EDGE,
+        },
+        security=BEARER,
+    )
     async def me(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        return await forward(
-            request, _service(request, "accounts"), "GET", "/users/me", "/users/me"
-        )
+        """The caller's profile."""
+        return await _forward(request, "/api/v1/users/me")
 
 
 class CatalogRoutes(Controller):
@@ -124,25 +206,29 @@ class CatalogRoutes(Controller):
     tags = ["catalog"]
     guards = [anonymous]
     opt = {"timeout": CATALOG_TIMEOUT}
+    security = []
 
-    @get("/")
-    async def list_products(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Products; ``q`` searches, ``category`` filters, ``limit``/``offset`` paginate."""
-        return await forward(
-            request, _service(request, "inventory"), "GET", "/products", "/products"
-        )
-
-    @get("/{product_id:int}")
-    async def get_product(
-        self, request: Request[Any, Any, Any], product_id: int
+    @get("/", responses={200: success(ProductPage, "A page of products."), **EDGE})
+    async def list_products(
+        self,
+        request: Request[Any, Any, Any],
+        q: SearchTerm = None,
+        category: Category = None,
+        limit: PageLimit = 20,
+        offset: PageOffset = 0,
     ) -> Response[bytes]:
-        return await forward(
-            request,
-            _service(request, "inventory"),
-            "GET",
-            f"/products/{product_id}",
-            "/products/{product_id}",
-        )
+        """Products; ``q`` searches, ``category`` filters, ``limit``/``offset`` paginate."""
+        return await _forward(request, "/api/v1/products")
+
+    @get(
+        "/{product_id:int}",
+        responses={200: success(Product, "The product."), **problems(404), **EDGE},
+    )
+    async def get_product(
+        self, request: Request[Any, Any, Any], product_id: PathProductId
+    ) -> Response[bytes]:
+        """One product, with its available stock."""
+        return await _forward(request, "/api/v1/products/{product_id}", product_id=product_id)
 
 
 class OrderRoutes(Controller):
@@ -150,18 +236,49 @@ class OrderRoutes(Controller):
     tags = ["orders"]
     guards = [signed_in]
     opt = {"timeout": ORDERS_TIMEOUT}
+    security = BEARER
 
-    @post("/")
-    async def place_order(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        """Place an order. Requires an ``Idempotency-Key`` header; see the orders service."""
-        return await forward(request, _service(request, "orders"), "POST", "/orders", "/orders")
+    @post(
+        "/",
+        status_code=201,
+        responses={
+            201: success(Order, "Confirmed."),
+            202: success(Order, "Accepted, still completing: poll the order."),
+            **problems(401, 402, 409, 422),
+            **EDGE,
+        },
+    )
+    async def place_order(
+        self,
+        request: Request[Any, Any, Any],
+        data: PlaceOrder,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response[bytes]:
+        """Place an order. Retrying with the same ``Idempotency-Key`` replays the first answer."""
+        return await _forward(request, "/api/v1/orders")
 
-    @get("/")
-    async def list_orders(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        return await forward(request, _service(request, "orders"), "GET", "/orders", "/orders")
+    @get(
+        "/",
+        responses={
+            200: success(OrderPage, "The caller's orders."),
+            **problems(401),
+            **EDGE,
+        },
+    )
+    async def list_orders(
+        self, request: Request[Any, Any, Any], limit: PageLimit = 20, offset: PageOffset = 0
+    ) -> Response[bytes]:
+        """The caller's orders, newest first."""
+        return await _forward(request, "/api/v1/orders")
 
-    @get("/{order_id:uuid}")
+    @get(
+        "/{order_id:uuid}",
+        responses={
+            200: success(Order, "The order."),
+            **problems(401, 404),
+            **EDGE,
+        },
+    )
     async def get_order(self, request: Request[Any, Any, Any], order_id: UUID) -> Response[bytes]:
-        return await forward(
-            request, _service(request, "orders"), "GET", f"/orders/{order_id}", "/orders/{order_id}"
-        )
+        """One of the caller's orders."""
+        return await _forward(request, "/api/v1/orders/{order_id}", order_id=order_id)

@@ -6,8 +6,20 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+from litestar.params import Parameter
 
-ProductId = Annotated[int, msgspec.Meta(ge=1, le=2_147_483_647)]
+from services.chassis.validation import INT4_MAX, PRINTABLE_PATTERN
+
+ProductId = Annotated[int, msgspec.Meta(ge=1, le=INT4_MAX)]
+# Path and query parameters of the catalog, shared with the gateway's public API.
+PathProductId = Annotated[int, Parameter(ge=1, le=INT4_MAX)]
+SearchTerm = Annotated[
+    str | None,
+    Parameter(
+        max_length=100, pattern=PRINTABLE_PATTERN, description="Search in name and description."
+    ),
+]
+Category = Annotated[str | None, Parameter(max_length=50, pattern=PRINTABLE_PATTERN)]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 ReservationStatus = Literal["reserved", "released", "committed"]
 

@@ -7,10 +7,25 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import msgspec
+from litestar.params import HeaderParameter
 
 from services.chassis.validation import INT4_MAX, PaymentMethod
 
 OrderStatus = Literal["pending", "confirmed", "cancelled"]
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+# Documented as required; at run time a missing key gets its own problem type
+# (idempotency-key-missing) rather than a generic validation error. Up to 255
+# characters, quoted as a Structured Field string or bare.
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        required=True,
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH + 2,
+    ),
+]
 
 
 class OrderLine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
-from litestar.params import Parameter, SkipValidation
+from litestar.params import SkipValidation
 
 from services.chassis import Database, ProblemError
 from services.chassis.admin import require_admin
 from services.chassis.auth import current_principal
 from services.chassis.errors import PROBLEM_JSON, correlation_ids
 from services.chassis.http_client import FINAL_OUTCOME_HEADER
+from services.chassis.openapi import problems, success
+from services.chassis.validation import PageLimit, PageOffset
 from services.orders import store
-from services.orders.models import Order, OrderPage, PlaceOrder
+from services.orders.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IdempotencyKeyHeader,
+    Order,
+    OrderPage,
+    PlaceOrder,
+)
 from services.orders.service import OrderService
 
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = IDEMPOTENCY_KEY_MAX_LENGTH
 
 
 def parse_idempotency_key(value: str | None) -> str:
@@ -45,13 +53,22 @@ class OrdersController(Controller):
     path = "/orders"
     tags = ["orders"]
 
-    @post("/", opt={"deadline": "cooperative"})
+    @post(
+        "/",
+        opt={"deadline": "cooperative"},
+        status_code=201,
+        responses={
+            201: success(Order, "Confirmed."),
+            202: success(Order, "Accepted, still completing: poll the order."),
+            **problems(401, 402, 409, 422),
+        },
+    )
     async def place_order(
         self,
         request: Request[Any, Any, Any],
         orders: SkipValidation[OrderService],
         data: PlaceOrder,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[Any]:
         """Place an order: reserve stock, charge, confirm — or cancel and compensate.
 
@@ -74,7 +91,7 @@ class OrdersController(Controller):
             body = {**body, **correlation_ids()}
         return Response(body, status_code=status, headers=headers, media_type=media)
 
-    @get("/{order_id:uuid}")
+    @get("/{order_id:uuid}", responses=problems(401, 404))
     async def get_order(
         self, request: Request[Any, Any, Any], db: Database, order_id: UUID
     ) -> Order:
@@ -86,13 +103,13 @@ class OrdersController(Controller):
             )
         return order
 
-    @get("/")
+    @get("/", responses=problems(401))
     async def list_orders(
         self,
         request: Request[Any, Any, Any],
         db: Database,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 20,
+        offset: PageOffset = 0,
     ) -> OrderPage:
         principal = current_principal(request)
         items = await store.list_for_user(db, principal.user_id, limit=limit, offset=offset)

@@ -8,6 +8,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import SkipValidation
 
 from services.chassis import Database
+from services.chassis.openapi import problems, success
 from services.payments import store
 from services.payments.models import ChargeRequest, Payment
 from services.payments.processor import SimulatedProcessor
@@ -17,7 +18,14 @@ class ChargesController(Controller):
     path = "/charges"
     tags = ["payments"]
 
-    @post("/")
+    @post(
+        "/",
+        status_code=201,
+        responses={
+            200: success(Payment, "Charged already: the first outcome."),
+            **problems(402, 409, 422),
+        },
+    )
     async def charge(
         self, db: Database, processor: SkipValidation[SimulatedProcessor], data: ChargeRequest
     ) -> Response[Payment]:
@@ -25,11 +33,11 @@ class ChargesController(Controller):
         payment, created = await store.charge(db, processor, data)
         return Response(payment, status_code=201 if created else 200)
 
-    @get("/{order_id:uuid}")
+    @get("/{order_id:uuid}", responses=problems(404))
     async def get_charge(self, db: Database, order_id: UUID) -> Payment:
         return await store.get(db, order_id)
 
-    @post("/{order_id:uuid}/refund", status_code=200)
+    @post("/{order_id:uuid}/refund", status_code=200, responses=problems(404, 409))
     async def refund(
         self, db: Database, processor: SkipValidation[SimulatedProcessor], order_id: UUID
     ) -> Payment:
