@@ -11,7 +11,7 @@ SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alert
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
                docker-compose:docker-compose nats-server:nats-server
 
-.PHONY: up test lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
+.PHONY: up test fuzz lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,13 @@ up: install system-deps binaries  ## Install, then run the whole platform in the
 test: install system-deps  ## Install, then run the test suite
 	$(RUN)/python -m redline.binaries --require
 	$(RUN)/pytest
+
+# `make test` fuzzes with 8 examples per operation; this is the deep run.
+FUZZ_EXAMPLES ?= 200
+FUZZ_SEED ?= 20261205
+fuzz: install  ## schemathesis against every service and the gateway, deeper (FUZZ_EXAMPLES, FUZZ_SEED)
+	@echo "schemathesis: $(FUZZ_EXAMPLES) examples per operation, seed $(FUZZ_SEED)"
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(RUN)/pytest tests/test_fuzz.py -s -q
 
 lint: install  ## ruff and mypy
 	$(RUN)/ruff check .

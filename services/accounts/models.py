@@ -11,7 +11,9 @@ from services.chassis.validation import printable
 
 # Deliberately simple: one "@", no spaces or control characters, a dot in the
 # domain. Deliverability is proven by sending mail, not by a regular expression.
-_PART = r"[^@\s\x00-\x1f\x7f]+"
+# Ranges rather than \s, which Python and ECMAScript (a client's validator)
+# read differently (U+0085 is a space to one of them).
+_PART = r"[^@\x00-\x20\x7f-\xa0]+"
 Email = Annotated[
     str, msgspec.Meta(min_length=3, max_length=254, pattern=rf"^{_PART}@{_PART}\.{_PART}$")
 ]

@@ -29,7 +29,11 @@ from services.chassis.edge import EdgePolicy
 from services.chassis.errors import exception_handlers
 from services.chassis.faults import FaultInjector, FaultMiddleware
 from services.chassis.http_client import DependencyConfig, Downstream
-from services.chassis.openapi import ClosedStructSchemaPlugin, document_common_responses
+from services.chassis.openapi import (
+    ClosedStructSchemaPlugin,
+    correct_allow_header,
+    document_common_responses,
+)
 from services.chassis.ops import create_ops_app
 from services.chassis.pgserver import EmbeddedPostgres
 from telemetry import HealthCheck, TelemetryConfig, TelemetryPlugin, get_logger
@@ -155,6 +159,7 @@ def create_app(
         on_startup=[startup],
         on_shutdown=[shutdown],
         exception_handlers=exception_handlers(),
+        before_send=[correct_allow_header],
         dependencies=deps,
         openapi_config=OpenAPIConfig(
             title=f"redline {name}",

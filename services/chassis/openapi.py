@@ -23,6 +23,7 @@ from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugi
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Schema
+from litestar.types import Message, Scope
 from litestar.typing import FieldDefinition
 
 from services.chassis.errors import PROBLEM_JSON
@@ -77,11 +78,33 @@ def success(model: Any, description: str) -> ResponseSpec:
 
 
 def document_common_responses(app: Litestar, statuses: tuple[int, ...] = COMMON_STATUSES) -> None:
-    """Add ``statuses`` to every documented operation of ``app`` (a handler's own win)."""
+    """Add ``statuses`` to every documented operation of ``app`` (a handler's own win).
+
+    An operation with path parameters also answers 404: a value of the wrong
+    type (``/orders/not-a-uuid``) matches no route.
+    """
     for route in app.routes:
+        extra = (404,) if "{" in route.path else ()
         for handler in getattr(route, "route_handlers", ()):
             if isinstance(handler, HTTPRouteHandler) and handler.include_in_schema:
-                handler.responses = {**problems(*statuses), **(handler.responses or {})}
+                handler.responses = {**problems(*statuses, *extra), **(handler.responses or {})}
+
+
+async def correct_allow_header(message: Message, scope: Scope) -> None:
+    """``before_send``: the ``Allow`` of an automatic OPTIONS answer lists every method.
+
+    Litestar's automatic OPTIONS handler lists only the methods of the first
+    handler registered for a path (two handlers on ``/orders`` answered
+    ``Allow: OPTIONS, POST``); the app's route map has them all.
+    """
+    if message["type"] != "http.response.start" or scope.get("method") != "OPTIONS":
+        return
+    methods = scope["app"].route_handler_method_map.get(scope.get("path_template", ""))
+    if not methods:
+        return
+    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"allow"]
+    headers.append((b"allow", ", ".join(sorted(methods)).encode()))
+    message["headers"] = headers
 
 
 class ClosedStructSchemaPlugin(StructSchemaPlugin):

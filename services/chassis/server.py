@@ -66,21 +66,16 @@ def serve(app: Any, settings: ServiceSettings) -> None:
     Two listeners: the public one, and the ops one for ``app.state.ops_app``
     (services/chassis/ops.py).
     """
-    try:
-        sockets = [
-            listen(settings.host, settings.port),
-            listen(settings.ops_host, settings.ops_listen_port),
-        ]
-    except OSError as exc:  # e.g. a port is taken
-        _log.error(
-            "cannot serve",
-            error=str(exc),
-            host=settings.host,
-            port=settings.port,
-            ops_host=settings.ops_host,
-            ops_port=settings.ops_listen_port,
-        )
-        sys.exit(1)
+    sockets = []
+    for listener, host, port in (
+        ("public", settings.host, settings.port),
+        ("ops", settings.ops_host, settings.ops_listen_port),
+    ):
+        try:
+            sockets.append(listen(host, port))
+        except OSError as exc:  # e.g. the port is taken
+            _log.error("cannot serve", error=str(exc), listener=listener, host=host, port=port)
+            sys.exit(1)
     ops_port = sockets[1].getsockname()[1]
     _log.info("ops listener", host=settings.ops_host, port=ops_port)
     config = uvicorn.Config(

@@ -16,14 +16,16 @@ OrderStatus = Literal["pending", "confirmed", "cancelled"]
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 # Documented as required; at run time a missing key gets its own problem type
 # (idempotency-key-missing) rather than a generic validation error. Up to 255
-# characters, quoted as a Structured Field string or bare.
+# characters, bare or quoted as a Structured Field string.
 IdempotencyKeyHeader = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key",
         required=True,
         min_length=1,
-        max_length=IDEMPOTENCY_KEY_MAX_LENGTH + 2,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        # Printable ASCII with at least one character that is neither a space nor a quote.
+        pattern=r"^[\x20-\x7e]*[\x21\x23-\x7e][\x20-\x7e]*$",
     ),
 ]
 
