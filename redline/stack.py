@@ -84,8 +84,13 @@ JAEGER_CONFIG = ROOT / "telemetry" / "jaeger" / "jaeger.yaml"
 
 # The ops listeners never leave this machine, whatever --host says.
 OPS_HOST = "127.0.0.1"
-# Callers whose traceparent the gateway continues in this development stack.
-LOCAL_CALLERS = "127.0.0.0/8,::1"
+# The gateway of this development stack: load tests and experiments on this
+# machine keep their trace ids, and sign up their users from one address.
+LOCAL_GATEWAY = {
+    "REDLINE_TRACE_TRUSTED_CLIENTS": "127.0.0.0/8,::1",
+    "REDLINE_CREDENTIAL_NETWORK_PER_MINUTE": "60000",
+    "REDLINE_CREDENTIAL_NETWORK_BURST": "1000",
+}
 
 
 class StackError(RuntimeError):
@@ -363,8 +368,7 @@ class Stack:
                 "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
                 "REDLINE_SMTP_HOST": o.host,
                 "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
-                # Load tests and experiments on this machine keep their trace ids.
-                **({"REDLINE_TRACE_TRUSTED_CLIENTS": LOCAL_CALLERS} if name == "gateway" else {}),
+                **(LOCAL_GATEWAY if name == "gateway" else {}),
                 **o.service_env.get(name, {}),
             }
             if info.has_database:

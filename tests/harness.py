@@ -178,7 +178,12 @@ ADMIN_HEADERS = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST_PASSWORD_HASHING = {"REDLINE_PASSWORD_TIME_COST": "1", "REDLINE_PASSWORD_MEMORY_KIB": "1024"}
 # The tests' own traceparents are continued through the gateway, as a load
 # generator's are; tests/test_edge_headers.py checks an untrusted edge.
-TESTS_ARE_TRUSTED_CALLERS = {"REDLINE_TRACE_TRUSTED_CLIENTS": "127.0.0.1"}
+TESTS_ARE_TRUSTED_CALLERS = {
+    "REDLINE_TRACE_TRUSTED_CLIENTS": "127.0.0.1",
+    # Every test signs up its users from this one address.
+    "REDLINE_CREDENTIAL_NETWORK_PER_MINUTE": "60000",
+    "REDLINE_CREDENTIAL_NETWORK_BURST": "1000",
+}
 # A card processor that answers at once and declines only the declining test cards.
 PREDICTABLE_PAYMENTS = {
     "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",

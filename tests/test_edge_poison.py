@@ -11,8 +11,8 @@ requests must go on working.
 
 from __future__ import annotations
 
-import uuid
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from typing import Any
 

@@ -147,6 +147,10 @@ def open_gateway(platform: Platform, logs_dir: Path) -> Iterator[ServiceProcess]
             "REDLINE_RATE_LIMIT_USER_BURST": "100000",
             "REDLINE_RATE_LIMIT_IP_PER_SECOND": "100000",
             "REDLINE_RATE_LIMIT_IP_BURST": "100000",
+            "REDLINE_CREDENTIAL_NETWORK_PER_MINUTE": "6000000",
+            "REDLINE_CREDENTIAL_NETWORK_BURST": "100000",
+            "REDLINE_CREDENTIAL_ACCOUNT_PER_MINUTE": "6000000",
+            "REDLINE_CREDENTIAL_ACCOUNT_BURST": "100000",
         },
         log_path=logs_dir / f"fuzz-gateway-{os.getpid()}.log",
     ).start()

@@ -26,11 +26,15 @@ class AccountsSettings(TokenSettings):
     # Where the outbox relay publishes user.registered.
     nats_servers: str = "nats://127.0.0.1:4222"
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # Hashes at once; one more is a fast 503 with Retry-After, never a queue.
+    password_max_concurrent: int = Field(default=4, ge=1, le=256)
 
 
 def build(settings: AccountsSettings) -> Litestar:
     passwords = Passwords(
-        time_cost=settings.password_time_cost, memory_cost_kib=settings.password_memory_kib
+        time_cost=settings.password_time_cost,
+        memory_cost_kib=settings.password_memory_kib,
+        max_concurrent=settings.password_max_concurrent,
     )
     outbox_startup, outbox_shutdown = outbox_hooks(
         settings.nats_servers, poll_interval=settings.outbox_poll_seconds

@@ -10,7 +10,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from services.accounts.models import User
-from services.chassis import Database, ProblemError
+from services.chassis import Database, ProblemError, ServiceUnavailable, resilience
+from services.chassis.http_client import FINAL_OUTCOME_HEADER
+from services.chassis.resilience import Bulkhead, BulkheadFullError, default_hooks
 from services.events import enqueue, wake_relays
 
 
@@ -30,24 +32,52 @@ class BadCredentials(ProblemError):
         super().__init__("The e-mail or the password is wrong.")
 
 
-class Passwords:
-    """Argon2id. Hashing runs in a thread: argon2-cffi releases the GIL, the loop stays free."""
+class HashingBusy(ServiceUnavailable):
+    """Every Argon2 slot is taken: shed at once rather than queue behind the hashes."""
 
-    def __init__(self, *, time_cost: int, memory_cost_kib: int) -> None:
+    type_slug = "password-hashing-busy"
+    title = "Too many sign-ins at once"
+
+    def __init__(self) -> None:
+        super().__init__("Too many sign-ins and sign-ups at once; retry shortly.", retry_after=1)
+        # The service is working, not failing: a caller's breaker must not count
+        # this against it (a flood of sign-ins would otherwise open it for everyone).
+        self.headers[FINAL_OUTCOME_HEADER] = "final"
+
+
+class Passwords:
+    """Argon2id. Hashing runs in a thread: argon2-cffi releases the GIL, the loop stays free.
+
+    At most ``max_concurrent`` hashes run at once (each holds ``memory_cost_kib``
+    and a core for tens of milliseconds); one more is refused at once with a
+    503 and ``Retry-After`` (``HashingBusy``) instead of waiting in the thread
+    pool's queue, where it would hold its connection and every request behind it.
+    """
+
+    def __init__(self, *, time_cost: int, memory_cost_kib: int, max_concurrent: int = 4) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=1
         )
         # Verified when the e-mail is unknown, so both paths cost the same time.
         self._dummy = self._hasher.hash("timing-equaliser")
+        self.slots = Bulkhead("argon2", max_concurrent, 0.0, hooks=default_hooks())
+        resilience.register(self.slots)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        try:
+            async with self.slots:
+                return await asyncio.to_thread(self._hasher.hash, password)
+        except BulkheadFullError:
+            raise HashingBusy() from None
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         try:
-            return await asyncio.to_thread(
-                self._hasher.verify, stored_hash or self._dummy, password
-            )
+            async with self.slots:
+                return await asyncio.to_thread(
+                    self._hasher.verify, stored_hash or self._dummy, password
+                )
+        except BulkheadFullError:
+            raise HashingBusy() from None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -13,7 +13,8 @@ context, baggage. At the gateway they come from the internet, so the gateway
   ``tracestate`` and ``baggage`` are dropped (telemetry/_middleware.py);
 * takes the client's address from ``X-Forwarded-For`` only when the peer is a
   trusted proxy (``REDLINE_TRUSTED_PROXIES``), so rate limits key on the client
-  behind a load balancer and not on the balancer.
+  behind a load balancer and not on the balancer; per-client limits count an
+  IPv6 client by its /64 (``network_key``).
 
 ``X-Request-ID`` is bounded by every service (1-128 characters of
 ``[A-Za-z0-9._:-]``, else replaced; telemetry/_middleware.py).
@@ -42,6 +43,20 @@ def parse_networks(value: str) -> tuple[Network, ...]:
             except ValueError:
                 raise ValueError(f"{item!r} is not an IP address or network") from None
     return tuple(networks)
+
+
+def network_key(address: str) -> str:
+    """What a per-client limit counts by: an IPv4 address, or an IPv6 address's /64.
+
+    One IPv6 subscriber usually holds a whole /64 and can pick any address in
+    it, so a limit per IPv6 address would be a limit per request.
+    """
+    parsed = _address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed) if parsed is not None else address
 
 
 def _address(text: str) -> Address | None:

@@ -37,6 +37,12 @@ class GatewaySettings(TokenSettings):
     rate_limit_user_burst: int = Field(default=100, ge=1)
     rate_limit_ip_per_second: float = Field(default=200.0, gt=0)
     rate_limit_ip_burst: int = Field(default=400, ge=1)
+    # Sign-ins and sign-ups (each an Argon2 hash and a password guess), per
+    # client network (an IPv4 address, an IPv6 /64) and per account (e-mail).
+    credential_network_per_minute: float = Field(default=60.0, gt=0)
+    credential_network_burst: int = Field(default=30, ge=1)
+    credential_account_per_minute: float = Field(default=10.0, gt=0)
+    credential_account_burst: int = Field(default=5, ge=1)
     # Comma-separated addresses or networks. Peers whose X-Forwarded-For is
     # believed (a load balancer in front); none by default.
     trusted_proxies: str = ""
@@ -69,6 +75,12 @@ def build(settings: GatewaySettings) -> Litestar:
                 settings.rate_limit_user_per_second, settings.rate_limit_user_burst
             ),
             "ip": RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
+            "network": RateLimiter(
+                settings.credential_network_per_minute / 60, settings.credential_network_burst
+            ),
+            "account": RateLimiter(
+                settings.credential_account_per_minute / 60, settings.credential_account_burst
+            ),
         }
 
     return create_app(

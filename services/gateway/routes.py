@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from services.accounts.models import Credentials, Registration, Token, User
 from services.chassis.auth import Unauthorized, bearer_token, jwt_secret, verify_token
-from services.chassis.edge import EdgePolicy
+from services.chassis.edge import EdgePolicy, network_key
 from services.chassis.errors import ProblemError
 from services.chassis.http_client import Downstream
 from services.chassis.openapi import problems, success
@@ -42,8 +42,8 @@ RATE_LIMITED = Counter(
     ["scope"],
     registry=REGISTRY,
 )
-RATE_LIMITED.labels("user")
-RATE_LIMITED.labels("ip")
+for _scope in ("user", "ip", "account", "network"):
+    RATE_LIMITED.labels(_scope)
 
 
 class TooManyRequests(ProblemError):
@@ -73,9 +73,21 @@ def _enforce(connection: ASGIConnection[Any, Any, Any, Any], scope: str, key: st
 
 
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The client's address, through trusted proxies only (services/chassis/edge.py)."""
+    """The client's address (through trusted proxies only), an IPv6 one as its /64."""
     edge: EdgePolicy = connection.app.state.ctx.extras["edge"]
-    return edge.client_address(connection.scope)
+    return network_key(edge.client_address(connection.scope))
+
+
+def limit_credentials(request: Request[Any, Any, Any], email: str) -> None:
+    """Sign-in and sign-up, on top of the per-IP limit of every public route.
+
+    Each costs an Argon2 hash, and each is a guess: per client network and per
+    account, both far below the general limit (``REDLINE_CREDENTIAL_*``). The
+    account's bucket is counted by e-mail whether or not the account exists,
+    so a 429 says nothing about which addresses are registered.
+    """
+    _enforce(request, "network", client_ip(request))
+    _enforce(request, "account", email.strip().lower())
 
 
 # The guards are coroutines although they never await: Litestar runs a plain
@@ -171,6 +183,7 @@ class AuthRoutes(Controller):
         self, request: Request[Any, Any, Any], data: Registration
     ) -> Response[bytes]:
         """Create an account."""
+        limit_credentials(request, data.email)
         return await _forward(request, "/api/v1/users")
 
     @post(
@@ -183,6 +196,7 @@ class AuthRoutes(Controller):
     )
     async def login(self, request: Request[Any, Any, Any], data: Credentials) -> Response[bytes]:
         """Sign in for a bearer access token."""
+        limit_credentials(request, data.email)
         return await _forward(request, "/api/v1/auth/tokens")
 
     @get(
