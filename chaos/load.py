@@ -97,8 +97,8 @@ def sign_up(gateway: str, client: httpx.Client) -> LoadUser:
     r.raise_for_status()
     t = client.post(f"{gateway}/api/v1/auth/tokens", json={"email": email, "password": password})
     t.raise_for_status()
-    token = t.json()["access_token"]
-    return LoadUser(r.json()["id"], email, {"authorization": f"Bearer {token}"})
+    token = t.json()
+    return LoadUser(token["user_id"], email, {"authorization": f"Bearer {token['access_token']}"})
 
 
 @dataclass

@@ -204,7 +204,7 @@ class Shopper(RedlineUser):
         if new_account or not self.email:
             email = data.new_email()
             body = {"email": email, "password": data.PASSWORD, "name": "Load Test"}
-            if self.call("POST", USERS, USERS, {201}, json=body).status != 201:
+            if self.call("POST", USERS, USERS, {202}, json=body).status != 202:
                 return False
             self.email = email
             self.orders.clear()

@@ -270,10 +270,11 @@ def sign_up(
     email = email or f"user-{os.urandom(5).hex()}@example.com"
     with httpx.Client(base_url=gateway, timeout=10) as c:
         r = c.post("/api/v1/users", json={"email": email, "password": password, "name": "Test"})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 202, r.text
         t = c.post("/api/v1/auth/tokens", json={"email": email, "password": password})
         assert t.status_code == 200, t.text
-    return User(r.json()["id"], email, {"authorization": f"Bearer {t.json()['access_token']}"})
+    token = t.json()
+    return User(token["user_id"], email, {"authorization": f"Bearer {token['access_token']}"})
 
 
 STACK_COMPONENT_PORTS = (

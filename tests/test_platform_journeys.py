@@ -58,7 +58,7 @@ def test_full_journey_is_one_trace_across_all_five_services(
             c.post(
                 "/api/v1/users", json={"email": email, "password": "s3cret-pass", "name": "J"}
             ).status_code
-            == 201
+            == 202
         )
         token = c.post(
             "/api/v1/auth/tokens", json={"email": email, "password": "s3cret-pass"}

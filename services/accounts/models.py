@@ -33,6 +33,15 @@ class Credentials(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
+class RegistrationAccepted(msgspec.Struct, kw_only=True):
+    """The same answer whether the address was free or not: registration does not
+    tell anyone which addresses have an account. The account's id comes with
+    the first access token (``user_id``)."""
+
+    email: str
+    detail: str = "If the address was free, its account exists now: sign in to continue."
+
+
 class User(msgspec.Struct, kw_only=True):
     id: UUID
     email: str

@@ -8,7 +8,13 @@ from litestar import Controller, Request, get, post
 from litestar.params import SkipValidation
 
 from services.accounts import store
-from services.accounts.models import Credentials, Registration, Token, User
+from services.accounts.models import (
+    Credentials,
+    Registration,
+    RegistrationAccepted,
+    Token,
+    User,
+)
 from services.accounts.store import Passwords
 from services.chassis import Database
 from services.chassis.auth import current_principal, issue_token, jwt_secret
@@ -18,14 +24,15 @@ from services.chassis.openapi import problems
 class AccountsController(Controller):
     tags = ["accounts"]
 
-    @post("/users", status_code=201, responses=problems(409))
+    @post("/users", status_code=202)
     async def register(
         self, db: Database, passwords: SkipValidation[Passwords], data: Registration
-    ) -> User:
-        """Create an account. A registered e-mail address is a 409."""
-        return await store.register(
+    ) -> RegistrationAccepted:
+        """Create an account. The answer is the same whether the address had one already."""
+        await store.register(
             db, passwords, email=data.email, password=data.password, name=data.name
         )
+        return RegistrationAccepted(email=data.email)
 
     @post("/tokens", status_code=200, responses=problems(401))
     async def login(

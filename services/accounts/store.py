@@ -14,12 +14,9 @@ from services.chassis import Database, ProblemError, ServiceUnavailable, resilie
 from services.chassis.http_client import FINAL_OUTCOME_HEADER
 from services.chassis.resilience import Bulkhead, BulkheadFullError, default_hooks
 from services.events import enqueue, wake_relays
+from telemetry import get_logger
 
-
-class EmailTaken(ProblemError):
-    status = 409
-    type_slug = "email-taken"
-    title = "E-mail already registered"
+_log = get_logger("accounts")
 
 
 class BadCredentials(ProblemError):
@@ -84,7 +81,11 @@ class Passwords:
 
 async def register(
     db: Database, passwords: Passwords, *, email: str, password: str, name: str
-) -> User:
+) -> bool:
+    """Create the account unless the address has one; whether it did is for the log only.
+
+    The password is hashed either way, so both paths take the same time.
+    """
     password_hash = await passwords.hash(password)
     user_id = uuid.uuid4()
     try:
@@ -103,9 +104,10 @@ async def register(
                 data={"user_id": str(user_id), "email": email, "name": name},
             )
     except asyncpg.UniqueViolationError:
-        raise EmailTaken(f"An account for {email} already exists.") from None
+        _log.info("registration for an address that has an account")
+        return False
     wake_relays()
-    return User(id=user_id, email=email, name=name)
+    return True
 
 
 async def authenticate(db: Database, passwords: Passwords, *, email: str, password: str) -> User:

@@ -17,7 +17,13 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import Counter
 
-from services.accounts.models import Credentials, Registration, Token, User
+from services.accounts.models import (
+    Credentials,
+    Registration,
+    RegistrationAccepted,
+    Token,
+    User,
+)
 from services.chassis.auth import Unauthorized, bearer_token, jwt_secret, verify_token
 from services.chassis.edge import EdgePolicy, network_key
 from services.chassis.errors import ProblemError
@@ -175,14 +181,17 @@ class AuthRoutes(Controller):
         "/users",
         guards=[anonymous],
         opt={"timeout": AUTH_TIMEOUT},
-        status_code=201,
-        responses={201: success(User, "Registered."), **problems(409), **EDGE},
+        status_code=202,
+        responses={
+            202: success(RegistrationAccepted, "The same answer whether the address was free."),
+            **EDGE,
+        },
         security=[],
     )
     async def register(
         self, request: Request[Any, Any, Any], data: Registration
     ) -> Response[bytes]:
-        """Create an account."""
+        """Create an account; sign in for its id. Whether the address had one is not said."""
         limit_credentials(request, data.email)
         return await _forward(request, "/api/v1/users")
 
