@@ -187,7 +187,7 @@ def test_a_key_claimed_by_a_process_that_died_is_released_after_its_lease(
     slow_catalog = {"faults": [{"route": "/products/{product_id}", "hang": True}]}
     assert (
         httpx.put(
-            f"{inventory.url}/admin/faults", json=slow_catalog, headers=ADMIN_HEADERS
+            f"{inventory.ops_url}/admin/faults", json=slow_catalog, headers=ADMIN_HEADERS
         ).status_code
         == 200
     )
@@ -206,7 +206,7 @@ def test_a_key_claimed_by_a_process_that_died_is_released_after_its_lease(
         orders.kill()  # SIGKILL while pricing: the key is claimed, no order exists
         client.join(timeout=15)
     finally:
-        httpx.delete(f"{inventory.url}/admin/faults", headers=ADMIN_HEADERS)
+        httpx.delete(f"{inventory.ops_url}/admin/faults", headers=ADMIN_HEADERS)
     orders.start()
 
     def placed() -> httpx.Response | None:
@@ -242,7 +242,7 @@ def test_compensation_runs_on_its_own_budget_after_the_charge_used_the_deadline(
     platform: Platform, user: User
 ) -> None:
     """The charge times out at the request's deadline; refund and release still run at once."""
-    payments = platform["payments"].url
+    payments = platform["payments"].ops_url
     product = 21
     before = _stock(platform, product)
     slow_charge = {"faults": [{"route": "/charges", "method": "POST", "latency_ms": 4000}]}

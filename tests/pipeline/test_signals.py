@@ -128,7 +128,7 @@ def test_every_cancelled_order_and_every_slow_request_is_kept(pipeline: Stack, u
     slo = next(o for o in SLOS if o.name == "gateway-latency")
     threshold = slo.sli.threshold_seconds  # type: ignore[union-attr]
     fault = {"faults": [{"route": "/products/{product_id}", "latency_ms": threshold * 1000 + 150}]}
-    admin = f"{pipeline.url('inventory')}/admin/faults"
+    admin = f"{pipeline.url('inventory-ops')}/admin/faults"
     assert httpx.put(admin, json=fault, headers=ADMIN_HEADERS).status_code == 200
     try:
         slow = [
