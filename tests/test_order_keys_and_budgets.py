@@ -242,12 +242,14 @@ def test_compensation_runs_on_its_own_budget_after_the_charge_used_the_deadline(
     platform: Platform, user: User
 ) -> None:
     """The charge times out at the request's deadline; refund and release still run at once."""
-    payments = platform["payments"].ops_url
+    payments, payments_ops = platform["payments"].url, platform["payments"].ops_url
     product = 21
     before = _stock(platform, product)
     slow_charge = {"faults": [{"route": "/charges", "method": "POST", "latency_ms": 4000}]}
     assert (
-        httpx.put(f"{payments}/admin/faults", json=slow_charge, headers=ADMIN_HEADERS).status_code
+        httpx.put(
+            f"{payments_ops}/admin/faults", json=slow_charge, headers=ADMIN_HEADERS
+        ).status_code
         == 200
     )
     try:
@@ -259,7 +261,7 @@ def test_compensation_runs_on_its_own_budget_after_the_charge_used_the_deadline(
             **{"x-deadline-remaining-ms": "1500"},
         )
     finally:
-        httpx.delete(f"{payments}/admin/faults", headers=ADMIN_HEADERS)
+        httpx.delete(f"{payments_ops}/admin/faults", headers=ADMIN_HEADERS)
     assert r.status_code == 503, r.text
     body = r.json()
     assert (body["order"]["status"], body["reason"]) == ("cancelled", "payment_unavailable")
