@@ -137,7 +137,7 @@ def test_top_once_prints_the_numbers_prometheus_gives_for_the_same_instant(stack
 def test_alerts_shows_a_silenced_breaker_override_with_its_runbook_and_top_the_forced_breaker(
     stack: Stack,
 ) -> None:
-    orders = stack.url("orders")
+    orders = stack.url("orders-ops")  # the admin API is on the ops listener
     am = stack.url("alertmanager")
     r = httpx.post(f"{orders}/admin/resilience/breakers/payments/force-open", headers=ADMIN_HEADERS)
     assert r.status_code == 200, r.text
