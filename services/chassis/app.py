@@ -174,5 +174,5 @@ def create_app(
     )
     document_common_responses(app)
     app.state.ctx = ctx
-    app.state.ops_app = create_ops_app(ctx, ops_handlers)
+    app.state.ops_app = create_ops_app(ctx, ops_handlers, dependencies=deps)
     return app

@@ -19,10 +19,11 @@ through the public port. Both apps share the service's ``ServiceContext``
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Send
 
 from services.chassis.admin import BulkheadController, FaultsController, ResilienceController
@@ -38,10 +39,16 @@ OPS_HANDLERS: tuple[ControllerRouterHandler, ...] = (
 )
 
 
-def create_ops_app(ctx: ServiceContext, handlers: Sequence[ControllerRouterHandler]) -> Litestar:
-    """The admin API of one service, over the same context as its public app."""
+def create_ops_app(
+    ctx: ServiceContext,
+    handlers: Sequence[ControllerRouterHandler],
+    *,
+    dependencies: Mapping[str, Provide] | None = None,
+) -> Litestar:
+    """The admin API of one service, over the same context and providers as its public app."""
     app = Litestar(
         route_handlers=[*OPS_HANDLERS, *handlers],
+        dependencies=dict(dependencies or {}),
         exception_handlers=exception_handlers(),
         openapi_config=None,
         debug=False,
