@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from services.gateway.routes import PROXIED
+from services.topology import SERVICES
 from tests.harness import (
     ADMIN_TOKEN,
     PREDICTABLE_PAYMENTS,
@@ -140,7 +141,7 @@ def open_gateway(platform: Platform, logs_dir: Path) -> Iterator[ServiceProcess]
         env={
             **{
                 f"REDLINE_{name.upper()}_URL": platform[name].url
-                for name in ("accounts", "inventory", "orders")
+                for name in SERVICES["gateway"].calls
             },
             **otel_env(None),
             "REDLINE_RATE_LIMIT_USER_PER_SECOND": "100000",
@@ -159,7 +160,9 @@ def open_gateway(platform: Platform, logs_dir: Path) -> Iterator[ServiceProcess]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["gateway", "accounts", "orders", "inventory", "payments"])
+@pytest.mark.parametrize(
+    "name", ["gateway", "accounts", "orders", "inventory", "payments", "notifications"]
+)
 def test_schemathesis_finds_nothing(
     name: str,
     platform: Platform,
@@ -173,6 +176,7 @@ def test_schemathesis_finds_nothing(
         "orders": platform["orders"].url,
         "inventory": standalone["inventory"].url,
         "payments": standalone["payments"].url,
+        "notifications": platform["notifications"].url,
     }[name]
     fuzz(url, name, fuzzer.headers)
 

@@ -7,8 +7,10 @@ from typing import Any
 from litestar import Controller, Request, Response, get
 
 from services.chassis.http_client import DependencyConfig
-from services.gateway.proxy import forward
-from services.gateway.routes import _service, signed_in
+from services.chassis.openapi import problems, success
+from services.chassis.validation import PageLimit, PageOffset
+from services.gateway.routes import BEARER, EDGE, _forward, signed_in
+from services.notifications.models import NotificationPage
 
 # One indexed query, like a catalog read.
 NOTIFICATIONS_TIMEOUT = 1.0
@@ -22,10 +24,18 @@ class NotificationRoutes(Controller):
     tags = ["notifications"]
     guards = [signed_in]
     opt = {"timeout": NOTIFICATIONS_TIMEOUT}
+    security = BEARER
 
-    @get("/")
-    async def list_notifications(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+    @get(
+        "/",
+        responses={
+            200: success(NotificationPage, "The caller's notifications."),
+            **problems(401),
+            **EDGE,
+        },
+    )
+    async def list_notifications(
+        self, request: Request[Any, Any, Any], limit: PageLimit = 20, offset: PageOffset = 0
+    ) -> Response[bytes]:
         """The signed-in user's notifications (mail sent for their orders and account)."""
-        return await forward(
-            request, _service(request, "notifications"), "GET", "/notifications", "/notifications"
-        )
+        return await _forward(request, "/api/v1/notifications")

@@ -157,6 +157,7 @@ PROXIED: dict[tuple[str, str], Proxied] = {
     ("POST", "/api/v1/orders"): Proxied("orders", "POST", "/orders"),
     ("GET", "/api/v1/orders"): Proxied("orders", "GET", "/orders"),
     ("GET", "/api/v1/orders/{order_id}"): Proxied("orders", "GET", "/orders/{order_id}"),
+    ("GET", "/api/v1/notifications"): Proxied("notifications", "GET", "/notifications"),
 }
 
 

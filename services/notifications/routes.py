@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
 
 from services.chassis import Database
 from services.chassis.auth import current_principal
+from services.chassis.openapi import problems
+from services.chassis.validation import PageLimit, PageOffset
 from services.notifications import store
 from services.notifications.models import Notification, NotificationPage
 
@@ -17,13 +18,13 @@ class NotificationsController(Controller):
     path = "/notifications"
     tags = ["notifications"]
 
-    @get("/")
+    @get("/", responses=problems(401))
     async def list_notifications(
         self,
         request: Request[Any, Any, Any],
         db: Database,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+        limit: PageLimit = 20,
+        offset: PageOffset = 0,
     ) -> NotificationPage:
         """The signed-in user's notifications, newest first."""
         principal = current_principal(request)
