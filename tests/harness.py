@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,10 +26,31 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+# Ports handed out below the kernel's ephemeral range (32768-60999 on Linux):
+# a port from bind(0) is free only until something binds it, and every
+# outgoing connection on this machine draws its source port from that range,
+# so with dozens of processes per stack a collision with a client socket
+# became likely. Below it, only our own processes bind, and each port is
+# handed out once per test session.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+_port_rng = random.Random()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = _port_rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def wait_until(

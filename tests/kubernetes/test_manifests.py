@@ -466,7 +466,9 @@ def settings_class(name: str) -> type[ServiceSettings]:
     (cls,) = [
         v
         for v in vars(module).values()
-        if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
+        if isinstance(v, type)
+        and issubclass(v, ServiceSettings)
+        and v.__module__ == module.__name__  # not the shared bases it imports
     ]
     return cls
 
