@@ -26,7 +26,9 @@ def _exemplar_traces(
         for e in series["exemplars"]:
             if "trace_id" in e["labels"]:
                 found.append((float(e["timestamp"]), e["labels"]["trace_id"]))
-    return [t for _, t in sorted(found, reverse=True)]
+    # Oldest first: under load the newest exemplars' traces are still waiting
+    # for the tail sampler's decision, and would crowd out complete ones.
+    return [t for _, t in sorted(found)]
 
 
 def _jaeger_trace(url: str, trace_id: str) -> dict[str, Any] | None:
@@ -93,7 +95,7 @@ def trace_shows(
                     "(jaeger_url) to check what it shows"
                 )
             continue
-        for trace_id in trace_ids[:5]:
+        for trace_id in trace_ids[:20]:
             trace = _jaeger_trace(url, trace_id)
             if trace is None:
                 continue
