@@ -12,7 +12,8 @@ order, with three changes a test needs and a reader does not:
 "Reused" is the walkthrough run a second time on the same state folder: the
 database holds the first run's user, orders and sold stock, which is what
 broke the walkthrough before. It runs on the same stack, not after a
-`redline down`/`up`: a second start would double the test's ~45 s.
+`redline down`/`up`: a second start would double the test's ~45 s. The stack
+runs detached, as from a second terminal, and `redline down` ends the test.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Stack
+from redline.state import pid_alive
+from services.topology import SERVICES
+from tests.harness import FAST_PASSWORD_HASHING, ROOT, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -78,10 +82,31 @@ def walk(stack: Stack) -> str:
     return out
 
 
-def test_the_walkthrough_runs_on_a_fresh_state_folder_and_again_on_the_reused_one(
+def redline(*args: str, stack: Stack) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "redline", *args, "--state-dir", str(stack.state_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_detach_then_the_walkthrough_twice_then_down_stops_everything_in_reverse_order(
     tmp_path: Path,
 ) -> None:
-    stack = Stack.build(tmp_path, otlp_endpoint=None).start()
+    """As a reader runs it: `up --detach`, the walkthrough (fresh, then reused), `down`.
+
+    One stack for both stories: each start costs the suite ~30 s.
+    """
+    stack = Stack.build(tmp_path, otlp_endpoint=None)
+    env = {**os.environ, **FAST_PASSWORD_HASHING}
+    up = subprocess.run(
+        [*stack.argv(), "--detach"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "gateway" in up.stdout
+    pids = stack.pids()
     try:
         walk(stack)
         again = walk(stack)
@@ -89,5 +114,15 @@ def test_the_walkthrough_runs_on_a_fresh_state_folder_and_again_on_the_reused_on
         # the second run meets the first run's Ada, signs in and orders again.
         assert "If the address was free" in again, again
         assert again.count("order ") >= 1, again
+        assert redline("status", stack=stack).returncode == 0
     finally:
-        stack.stop()
+        down = redline("down", stack=stack)
+    assert down.returncode == 0, down.stderr
+    assert set(pids) >= {*SERVICES, "prometheus", "alertmanager", "postgres"}
+    still = {name: pid for name, pid in pids.items() if pid_alive(pid)}
+    assert not still, f"left running: {still}"
+    log = (stack.state_dir / "stack.log").read_text()
+    stopped = ("prometheus", "alertmanager", "gateway", "orders", "inventory", "postgres")
+    order = [log.index(f"stopped {name}") for name in stopped]
+    assert order == sorted(order), "stopped in reverse start order"
+    assert redline("status", stack=stack).returncode == 3, "status says nothing runs"

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from redline.state import pid_alive
 from services.topology import SERVICES
 from tests.harness import (
-    FAST_PASSWORD_HASHING,
     ROOT,
     Stack,
     prom_query,
@@ -150,49 +148,3 @@ def test_a_taken_port_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert f"port {s.ports['prometheus']} (prometheus) is already in use" in lines[0]
-
-
-def test_detach_status_then_down_stops_everything_in_reverse_order(tmp_path: Path) -> None:
-    """`down` sends the stack SIGTERM: every process stops, in reverse start order."""
-    s = Stack.build(tmp_path, otlp_endpoint=None)
-    env = {**os.environ, **FAST_PASSWORD_HASHING}
-    up = subprocess.run(
-        [*s.argv(), "--detach"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
-    )
-    assert up.returncode == 0, up.stdout + up.stderr
-    assert "gateway" in up.stdout
-    pids = s.pids()
-    try:
-        assert httpx.get(f"{s.gateway}/api/v1/products/1").status_code == 200
-        status = subprocess.run(
-            [sys.executable, "-m", "redline", "status", "--state-dir", str(s.state_dir)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert status.returncode == 0
-    finally:
-        down = subprocess.run(
-            [sys.executable, "-m", "redline", "down", "--state-dir", str(s.state_dir)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    assert down.returncode == 0, down.stderr
-    assert set(pids) >= {*SERVICES, "prometheus", "alertmanager", "postgres"}
-    still = {name: pid for name, pid in pids.items() if pid_alive(pid)}
-    assert not still, f"left running: {still}"
-    log = (s.state_dir / "stack.log").read_text()
-    stopped = ("prometheus", "alertmanager", "gateway", "orders", "inventory", "postgres")
-    order = [log.index(f"stopped {name}") for name in stopped]
-    assert order == sorted(order), "stopped in reverse start order"
-    again = subprocess.run(
-        [sys.executable, "-m", "redline", "status", "--state-dir", str(s.state_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert again.returncode == 3
