@@ -30,15 +30,20 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests import metrics, options, shapes, summary, thresholds
+from loadtests import metrics, open_model, options, results, shapes, summary, thresholds
+from loadtests.arrivals import LAG, OpenArrivals
 from loadtests.journeys import Browser, Shopper
+from loadtests.timeline import Timeline
 from loadtests.tracing import TraceRecorder
 
-# Locust runs the User and LoadTestShape classes it finds among this module's names.
-__all__ = ["Browser", "SelectedShape", "Shopper"]
+# Locust runs the User and LoadTestShape classes it finds among this module's names
+# (_on_init keeps either the journeys or, with --open-rate, the open model's user).
+__all__ = ["Browser", "OpenArrivals", "SelectedShape", "Shopper"]
 
 _log = logging.getLogger("redline.loadtest")
 MESSAGE_KEY = "redline_traces"
+LAG_KEY = "redline_open_model"
+TIMELINE_KEY = "redline_timeline"
 FINAL_REPORTS_TIMEOUT = 10.0
 
 
@@ -76,10 +81,13 @@ class SelectedShape(LoadTestShape):
 @dataclass
 class _Run:
     recorder: TraceRecorder = field(default_factory=TraceRecorder)
+    timeline: Timeline = field(default_factory=Timeline)
     limits: thresholds.Thresholds = field(default_factory=thresholds.Thresholds)
     worker_requests: dict[str, int] = field(default_factory=dict)
     exporter: Any = None
     verdict: str = ""
+    started_at: float = 0.0
+    stopped_at: float = 0.0
 
 
 RUN = _Run()
@@ -121,8 +129,10 @@ def _on_init(environment: Any, runner: Any, **_: Any) -> None:
     except thresholds.ThresholdError as exc:
         _fatal(f"thresholds: {exc}")
     if isinstance(runner, WorkerRunner):
+        # Workers keep every class: the master picks which ones run, by name.
         _listen(events.report_to_master, _ship_traces)
         return
+    _select_users(environment, parsed)
     if isinstance(runner, MasterRunner):
         _listen(events.worker_report, _receive_traces)
         _quit_after_final_reports(runner)
@@ -138,6 +148,20 @@ def _on_init(environment: Any, runner: Any, **_: Any) -> None:
             parsed.prometheus_host,
             parsed.prometheus_port,
         )
+
+
+def _select_users(environment: Any, parsed: Any) -> None:
+    """The journeys (closed model), or with ``--open-rate`` the arrival streams (open model)."""
+    if parsed.open_rate and parsed.open_rate < 0:
+        _fatal(f"--open-rate must be positive, got {parsed.open_rate:g}")
+    if parsed.max_in_flight < 1:
+        _fatal(f"--max-in-flight must be at least 1, got {parsed.max_in_flight}")
+    if parsed.open_rate:
+        environment.user_classes = [OpenArrivals]
+        # Each stream offers its share; forwarded to workers with the other custom options.
+        parsed.open_users = max(1, int(parsed.num_users or 1))
+    else:
+        environment.user_classes = [c for c in environment.user_classes if c is not OpenArrivals]
 
 
 def _on_request(
@@ -159,16 +183,27 @@ def _on_request(
         start_time,
         None if exception is None else str(exception)[:300],
     )
+    RUN.timeline.observe(request_type, name, start_time, response_time or 0.0)
 
 
 def _on_test_start(**_: Any) -> None:
     RUN.recorder.reset()
     RUN.recorder.requests = 0
     RUN.worker_requests.clear()
+    LAG.reset()
+    RUN.timeline.reset()
+    RUN.started_at, RUN.stopped_at = time.time(), 0.0
+
+
+def _on_test_stop(**_: Any) -> None:
+    RUN.stopped_at = time.time()
 
 
 def _ship_traces(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data[MESSAGE_KEY] = RUN.recorder.drain()
+    data[TIMELINE_KEY] = RUN.timeline.drain()
+    if LAG.scheduled:
+        data[LAG_KEY] = LAG.drain()
 
 
 def _receive_traces(client_id: str, data: dict[str, Any], **_: Any) -> None:
@@ -176,6 +211,10 @@ def _receive_traces(client_id: str, data: dict[str, Any], **_: Any) -> None:
     if payload:
         RUN.recorder.merge(payload)
         RUN.worker_requests[client_id] = int(payload.get("requests", 0))
+    if lag := data.get(LAG_KEY):
+        LAG.merge(lag)
+    if timeline := data.get(TIMELINE_KEY):
+        RUN.timeline.merge(timeline)
 
 
 def _quit_after_final_reports(runner: Any) -> None:
@@ -207,6 +246,41 @@ def _trace_report_path(parsed: Any) -> Path | None:
     return None
 
 
+def _results_path(parsed: Any) -> Path | None:
+    if parsed.results:
+        return Path(parsed.results)
+    if parsed.csv_prefix:
+        return Path(f"{parsed.csv_prefix}_results.json")
+    return None
+
+
+def _write_results(environment: Any, parsed: Any) -> None:
+    """The open model's line, and results.json for `redline load compare`."""
+    started = RUN.started_at or time.time()
+    stopped = RUN.stopped_at or time.time()
+    open_report = None
+    if parsed.open_rate:
+        open_report = open_model.report(
+            LAG, parsed.open_rate, parsed.arrivals, stopped - started, parsed.max_in_flight
+        )
+        print(open_report.line(), flush=True)
+    path = _results_path(parsed)
+    if path is None:
+        return
+    meta = {
+        "host": environment.host,
+        "model": "open" if parsed.open_rate else "closed",
+        "shape": parsed.shape,
+        "users": parsed.num_users,
+        "open_model": open_report.to_json() if open_report else None,
+    }
+    entries = list(environment.stats.entries.values())
+    doc = results.to_json(
+        entries, started_at=started, stopped_at=stopped, meta=meta, timeline=RUN.timeline
+    )
+    results.write(path, doc)
+
+
 def _on_quitting(environment: Any, **_: Any) -> None:
     parsed = environment.parsed_options
     runner = environment.runner
@@ -221,6 +295,7 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     if path is not None:
         summary.write(path, report)
         print(f"redline: slowest and failed requests with trace ids in {path}", flush=True)
+    _write_results(environment, parsed)
     if isinstance(runner, MasterRunner) and RUN.worker_requests:
         counts = sorted(RUN.worker_requests.values())
         print(
@@ -256,5 +331,6 @@ _listen(events.init_command_line_parser, _add_options)
 _listen(events.init, _on_init)
 _listen(events.request, _on_request)
 _listen(events.test_start, _on_test_start)
+_listen(events.test_stop, _on_test_stop)
 _listen(events.quitting, _on_quitting)
 _listen(events.quit, _on_quit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from loadtests.open_model import PROCESSES
 from loadtests.shapes import SHAPES
 
 DEFAULT_PROMETHEUS_PORT = 9646
@@ -69,6 +70,31 @@ def add_arguments(parser: Any) -> None:
     )
     add("--max-p99", action="append", default=None, help="As --max-p95, for p99.")
     add("--thresholds", default="", help="TOML file of thresholds (see loadtests/README.md).")
+    add(
+        "--open-rate",
+        type=float,
+        default=0.0,
+        help="Open model: offer this many requests per second in all, whatever the answers' "
+        "times (0: the closed-model journeys). -u is then the number of arrival streams.",
+    )
+    add(
+        "--arrivals",
+        choices=PROCESSES,
+        default="poisson",
+        help="Open model: inter-arrival times, exponential (poisson) or equal (constant).",
+    )
+    add(
+        "--max-in-flight",
+        type=int,
+        default=256,
+        help="Open model: requests waiting at once per stream; arrivals beyond are dropped.",
+    )
+    add(
+        "--results",
+        default="",
+        help="JSON file of the run's window and per-request response-time histograms, for "
+        "`redline load compare` (default: <--csv prefix>_results.json).",
+    )
 
 
 def parser() -> argparse.ArgumentParser:

@@ -24,8 +24,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
+from loadtests import compare, server
+from loadtests.open_model import PROCESSES
 from loadtests.options import DEFAULT_PROMETHEUS_PORT
+from loadtests.results import ResultsError
 from loadtests.shapes import SHAPES, parse_timespan
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -49,6 +53,10 @@ class Plan:
     def traces(self) -> Path:
         return self.folder / "traces.json"
 
+    @property
+    def results(self) -> Path:
+        return self.folder / "results.json"
+
 
 def _duration(text: str) -> str:
     try:
@@ -56,6 +64,16 @@ def _duration(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
 
 
 def _host(text: str) -> str:
@@ -110,15 +128,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--live-stats", action="store_true", help="print Locust's table every few seconds"
     )
     parser.add_argument(
+        "--open-rate", type=_positive, default=None, metavar="PER_SECOND",
+        help="open model: offer this many requests per second, independent of response times "
+        "(instead of the journeys' closed loop)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--arrivals", choices=PROCESSES, default="poisson",
+        help="open model: poisson (exponential gaps, default) or constant inter-arrival times",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-in-flight", type=int, default=256,
+        help="open model: requests waiting at once; arrivals beyond are dropped and counted",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prometheus-url", default=os.environ.get("REDLINE_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="read the gateway's RED numbers over the run's window from here into server.json "
+        "(skipped when it does not answer; 'none': never)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline", type=Path, default=None, metavar="RUN",
+        help="after the run, compare it with this run folder and fail on a regression",
+    )  # fmt: skip
+    compare.add_gate_arguments(parser, jaeger=False)  # --jaeger-url is above
+    parser.add_argument(
         "locust_args", nargs="*", metavar="-- LOCUST_ARG",
         help="anything after -- goes to Locust as is (e.g. -- --slowest 50)",
     )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="redline load", description=__doc__.split("\n\n")[0])
+    parser = _Parser(
+        prog="redline load",
+        description=__doc__.split("\n\n")[0],
+        epilog="redline load compare BASELINE_RUN CURRENT_RUN: compare two runs "
+        "(redline load compare --help)",
+    )
     add_arguments(parser)
     return parser
+
+
+def _open_users(processes: int) -> int:
+    if processes < 0:
+        return os.cpu_count() or 1
+    return max(1, processes)
 
 
 def _new_folder(runs_dir: Path, shape: str) -> Path:
@@ -133,21 +192,27 @@ def _new_folder(runs_dir: Path, shape: str) -> Path:
 
 def plan(args: argparse.Namespace, folder: Path | None = None) -> Plan:
     """The Locust command for ``args`` and the run folder it writes to (not yet created)."""
-    folder = folder or _new_folder(args.runs_dir, args.shape)
+    folder = folder or _new_folder(args.runs_dir, "open" if args.open_rate else args.shape)
+    users = args.users
     spawn_rate = args.spawn_rate or max(1.0, args.users / 10)
+    if args.open_rate:
+        # One arrival stream per Locust process, started at once; the rate is theirs to share.
+        users = _open_users(args.processes)
+        spawn_rate = float(users)
     command = [
         sys.executable, "-m", "locust",
         "--locustfile", str(LOCUSTFILE),
         "--headless",
         "--host", args.host,
         "--shape", args.shape,
-        "--users", str(args.users),
+        "--users", str(users),
         "--spawn-rate", f"{spawn_rate:g}",
         "--think-scale", f"{args.think_scale:g}",
         "--html", str(folder / "report.html"),
         "--csv", str(folder / "stats"),
         "--csv-full-history",
         "--trace-report", str(folder / "traces.json"),
+        "--results", str(folder / "results.json"),
         "--prometheus-port", str(args.prometheus_port),
         "--prometheus-host", args.prometheus_host,
     ]  # fmt: skip
@@ -169,15 +234,76 @@ def plan(args: argparse.Namespace, folder: Path | None = None) -> Plan:
         command += ["--thresholds", str(args.thresholds)]
     if args.rate_limited_ok:
         command.append("--rate-limited-ok")
+    if args.open_rate:
+        command += ["--open-rate", f"{args.open_rate:g}", "--arrivals", args.arrivals]
+        command += ["--max-in-flight", str(args.max_in_flight)]
     return Plan([*command, *args.locust_args], folder)
 
 
+def check(args: argparse.Namespace) -> None:
+    """What can be wrong with the arguments, found before a run is spent; CompareError."""
+    if args.open_rate and args.shape != "steady":
+        raise compare.CompareError(
+            f"--shape {args.shape}: the open model offers one constant rate (--open-rate); "
+            "shapes are for the closed model"
+        )
+    if args.max_in_flight < 1:
+        raise compare.CompareError(f"--max-in-flight {args.max_in_flight}: at least 1")
+    if args.max_regression and args.baseline is None:
+        raise compare.CompareError("--max-regression needs --baseline RUN")
+    for spec in args.max_regression:
+        compare.parse_allowance(spec)
+    if args.baseline is not None:
+        from loadtests import results
+
+        results.load(args.baseline)
+
+
+def record_server_side(args: argparse.Namespace, p: Plan) -> None:
+    """server.json: the gateway's numbers over the run's window, when Prometheus answers."""
+    if args.prometheus_url in ("", "none") or not p.results.exists():
+        return
+    from loadtests import results
+
+    r = results.load(p.results)
+    try:
+        doc = server.record(args.prometheus_url, r.started_at, r.stopped_at)
+    except server.SourceError as exc:
+        print(f"redline load: no server-side numbers: {exc}", flush=True)
+        return
+    path = server.write(p.folder, doc)
+    print(f"redline load: the gateway's RED numbers over the run in {path}", flush=True)
+
+
+def gate(args: argparse.Namespace, p: Plan) -> int:
+    """Compare with --baseline; 1 when an endpoint regressed beyond the allowance."""
+    specs = args.max_regression or [compare.DEFAULT_ALLOWANCE]
+    try:
+        c, text = compare.run_comparison(
+            args.baseline, p.folder, specs, confidence=args.confidence,
+            html=args.html or p.folder / "compare.html", jaeger_url=args.jaeger_url,
+        )  # fmt: skip
+    except (compare.CompareError, ResultsError) as exc:
+        print(f"redline load: cannot compare with the baseline: {exc}", flush=True)
+        return 2
+    print(text, flush=True)
+    for line in compare.verdict_lines(c):
+        print(line, flush=True)
+    return 1 if c.regressed else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the plan for ``args``; Locust's exit code."""
+    """Run the plan for ``args``; Locust's exit code (or the baseline gate's, when it fails)."""
+    try:
+        check(args)
+    except (compare.CompareError, ResultsError) as exc:
+        print(f"redline load: error: {exc}", file=sys.stderr)
+        return 2
     p = plan(args)
     p.folder.mkdir(parents=True)
     (p.folder / "command.txt").write_text(shlex.join(p.command) + "\n", encoding="utf-8")
-    print(f"redline load: {args.shape} against {args.host}, results in {p.folder}/", flush=True)
+    model = f"open model {args.open_rate:g}/s" if args.open_rate else args.shape
+    print(f"redline load: {model} against {args.host}, results in {p.folder}/", flush=True)
     proc = subprocess.Popen(p.command)
     try:
         code = proc.wait()
@@ -193,10 +319,17 @@ def run(args: argparse.Namespace) -> int:
                 proc.kill()
                 proc.wait()
     print(f"redline load: exit code {code}; report {p.html}", flush=True)
+    record_server_side(args, p)
+    if args.baseline is not None and p.results.exists():
+        gate_code = gate(args, p)
+        code = code or gate_code
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return compare.main(argv[1:])
     return run(build_parser().parse_args(argv))
 
 
