@@ -100,6 +100,7 @@ class OpenArrivals(RedlineUser):
 
     # A task that runs the whole test: Locust stops it by killing this greenlet.
     def offer(self) -> None:
+        LAG.begin(time.time())
         due = time.monotonic()
         for gap in gaps(self.rate, self.process, random.Random()):
             due += gap

@@ -12,8 +12,9 @@ recorded them (``server.json``, :mod:`loadtests.server`).
 
 ``--max-regression`` makes it a gate: ``p95=10%`` fails an endpoint whose p95
 is slower by more than 10% *with the whole interval* above that (so noise
-cannot fail it), ``p99=50ms`` the same in milliseconds, ``errors=1%`` an error
-ratio higher by more than one point. Exit code 1 with one line per regressed
+cannot fail it), ``p99=50ms`` the same in milliseconds, ``p95=10%+20ms``
+beyond both (a fast endpoint's few milliseconds are no regression),
+``errors=1%`` an error ratio higher by more than one point. Exit code 1 with one line per regressed
 endpoint, each followed by the current run's slowest and failed requests of
 that endpoint (trace ids, Jaeger links with ``--jaeger-url``) and the
 gateway's exemplars over the run's window.
@@ -39,7 +40,8 @@ QUANTILES = (0.5, 0.95, 0.99)
 MIN_REQUESTS = 30
 DEFAULT_ALLOWANCE = "p95=10%"
 TRACES_LISTED = 5
-_SPEC = re.compile(r"^\s*(p\d{1,2}(?:\.\d+)?|errors)\s*=\s*\+?(\d+(?:\.\d+)?)\s*(%|ms|s)?\s*$")
+_SPEC = re.compile(r"^\s*(p\d{1,2}(?:\.\d+)?|errors)\s*=\s*(.+?)\s*$")
+_AMOUNT = re.compile(r"^\+?(\d+(?:\.\d+)?)\s*(%|ms|s)?$")
 
 
 class CompareError(ValueError):
@@ -57,33 +59,40 @@ class Allowance:
     points: float | None = None  # error ratio, 0.01: one percentage point
 
     def broken_by(self, change: QuantileChange | RatioChange) -> bool:
-        """Whether the whole interval of the change lies beyond the allowance."""
+        """Whether the whole interval of the change lies beyond the allowance (both parts of it)."""
         if isinstance(change, RatioChange):
             return self.points is not None and change.low > self.points
-        if self.relative is not None:
-            return change.ratio_low > 1 + self.relative
-        return self.absolute_ms is not None and change.diff_low > self.absolute_ms
+        if self.relative is None and self.absolute_ms is None:
+            return False
+        relative = self.relative is None or change.ratio_low > 1 + self.relative
+        absolute = self.absolute_ms is None or change.diff_low > self.absolute_ms
+        return relative and absolute
 
 
 def parse_allowance(spec: str) -> Allowance:
+    """``pNN=X%``, ``pNN=Xms``, ``pNN=X%+Yms`` (beyond both), ``errors=X%``."""
+    usage = f"--max-regression {spec!r}: expected e.g. p95=10%, p99=50ms, p95=10%+20ms, errors=1%"
     m = _SPEC.match(spec)
     if m is None:
-        raise CompareError(
-            f"--max-regression {spec!r}: expected pNN=X% or pNN=Xms (e.g. p95=10%) or errors=X%"
-        )
-    what, number, unit = m[1], float(m[2]), m[3]
+        raise CompareError(usage)
+    what, parts = m[1], [p.strip() for p in m[2].lstrip("+").split("+")]
+    amounts = [_AMOUNT.match(p) for p in parts]
+    units = [a[2] if a else "?" for a in amounts]
+    if not amounts or None in amounts or len(set(units)) != len(units) or None in units:
+        raise CompareError(usage)
+    values = {unit: float(a[1]) for a, unit in zip(amounts, units, strict=True) if a}
     if what == "errors":
-        if unit != "%":
+        if set(values) != {"%"}:
             raise CompareError(f"--max-regression {spec!r}: errors take percentage points, e.g. 1%")
-        return Allowance(spec.strip(), None, points=number / 100)
+        return Allowance(spec.strip(), None, points=values["%"] / 100)
     q = float(what[1:]) / 100
     if not 0 < q < 1:
         raise CompareError(f"--max-regression {spec!r}: a percentile between p1 and p99.9")
-    if unit == "%":
-        return Allowance(spec.strip(), q, relative=number / 100)
-    if unit is None:
-        raise CompareError(f"--max-regression {spec!r}: give a unit, % or ms (e.g. {what}=10%)")
-    return Allowance(spec.strip(), q, absolute_ms=number * (1000 if unit == "s" else 1))
+    if "ms" in values and "s" in values:
+        raise CompareError(usage)
+    absolute = values["ms"] if "ms" in values else values["s"] * 1000 if "s" in values else None
+    relative = values["%"] / 100 if "%" in values else None
+    return Allowance(spec.strip(), q, relative=relative, absolute_ms=absolute)
 
 
 @dataclass
@@ -125,8 +134,8 @@ def _quantiles(allowances: Sequence[Allowance]) -> tuple[float, ...]:
 
 
 def auto_block_seconds(baseline: Results, current: Results) -> int:
-    """2 s, or longer so that the shorter run has at most 40 blocks."""
-    return max(2, math.ceil(min(baseline.seconds, current.seconds) / 40))
+    """1 s, or longer so that the shorter run has at most 40 blocks."""
+    return max(1, math.ceil(min(baseline.seconds, current.seconds) / 40))
 
 
 def compare(
@@ -209,15 +218,17 @@ def _regressions(
         ch = e.quantiles[a.q]
         if a.broken_by(ch):
             p = f"p{a.q * 100:g}"
+            intervals, allowed = [], []
             if a.relative is not None:
-                interval = f"{_pct(ch.ratio_low - 1)} … {_pct(ch.ratio_high - 1)}"
-                allowed = f"+{a.relative * 100:g}%"
-            else:
-                interval = f"{ch.diff_low:+.0f} … {ch.diff_high:+.0f} ms"
-                allowed = f"+{a.absolute_ms:g} ms"
+                intervals.append(f"{_pct(ch.ratio_low - 1)} … {_pct(ch.ratio_high - 1)}")
+                allowed.append(f"+{a.relative * 100:g}%")
+            if a.absolute_ms is not None:
+                intervals.append(f"{ch.diff_low:+.0f} … {ch.diff_high:+.0f} ms")
+                allowed.append(f"+{a.absolute_ms:g} ms")
+            interval, allowed_text = ", ".join(intervals), " and ".join(allowed)
             reasons.append(
                 f"{p} {_ms(ch.baseline)} ms → {_ms(ch.current)} ms ({_pct(ch.relative)}, "
-                f"{level} {interval}) beyond {allowed}"
+                f"{level} {interval}) beyond {allowed_text}"
             )
     return reasons
 
@@ -348,7 +359,7 @@ class _Parser(argparse.ArgumentParser):
 
 def add_gate_arguments(parser: argparse.ArgumentParser, *, jaeger: bool = True) -> None:
     parser.add_argument(
-        "--max-regression", action="append", default=[], metavar="pNN=X%|pNN=Xms|errors=X%",
+        "--max-regression", action="append", default=[], metavar="pNN=X%[+Yms]|errors=X%",
         help=f"fail an endpoint beyond this change (repeatable; with --baseline the default "
         f"is {DEFAULT_ALLOWANCE})",
     )  # fmt: skip
@@ -369,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gate_arguments(parser)
     parser.add_argument(
         "--block-seconds", type=int, default=None,
-        help="resample blocks of this many seconds (default: 2, or run/40; 0: single requests)",
+        help="resample blocks of this many seconds (default: 1, or run/40; 0: single requests)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=bootstrap.DEFAULT_SEED)
     parser.add_argument("--resamples", type=int, default=bootstrap.DEFAULT_RESAMPLES)

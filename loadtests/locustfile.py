@@ -260,8 +260,9 @@ def _write_results(environment: Any, parsed: Any) -> None:
     stopped = RUN.stopped_at or time.time()
     open_report = None
     if parsed.open_rate:
+        since = LAG.offering_since or started
         open_report = open_model.report(
-            LAG, parsed.open_rate, parsed.arrivals, stopped - started, parsed.max_in_flight
+            LAG, parsed.open_rate, parsed.arrivals, stopped - since, parsed.max_in_flight
         )
         print(open_report.line(), flush=True)
     path = _results_path(parsed)

@@ -82,9 +82,15 @@ class LagRecorder:
     max_lag_ms: float = 0.0
     lag_sum_ms: float = 0.0
     max_in_flight_seen: int = 0
+    # Unix time the first stream began offering (after its sign-ups): the rate's window.
+    offering_since: float = 0.0
 
     def __post_init__(self) -> None:
         self.counts = [0] * (len(LAG_BOUNDS_MS) + 1)
+
+    def begin(self, unix_time: float) -> None:
+        if not self.offering_since or unix_time < self.offering_since:
+            self.offering_since = unix_time
 
     def observe(self, lag_ms: float, in_flight: int = 0) -> None:
         self.scheduled += 1
@@ -117,7 +123,7 @@ class LagRecorder:
 
     def reset(self) -> None:
         self.scheduled = self.sent = self.dropped = self.max_in_flight_seen = 0
-        self.max_lag_ms = self.lag_sum_ms = 0.0
+        self.max_lag_ms = self.lag_sum_ms = self.offering_since = 0.0
         self.counts = [0] * (len(LAG_BOUNDS_MS) + 1)
 
     def drain(self) -> dict[str, Any]:
@@ -129,8 +135,11 @@ class LagRecorder:
             "lag_sum_ms": self.lag_sum_ms,
             "max_in_flight_seen": self.max_in_flight_seen,
             "counts": list(self.counts),
+            "offering_since": self.offering_since,
         }
+        offering_since = self.offering_since
         self.reset()
+        self.offering_since = offering_since  # once per run, not per report
         return payload
 
     def merge(self, payload: dict[str, Any]) -> None:
@@ -142,6 +151,8 @@ class LagRecorder:
         self.max_in_flight_seen = max(
             self.max_in_flight_seen, int(payload.get("max_in_flight_seen", 0))
         )
+        if since := float(payload.get("offering_since", 0.0)):
+            self.begin(since)
         for i, n in enumerate(payload.get("counts", [])[: len(self.counts)]):
             self.counts[i] += int(n)
 

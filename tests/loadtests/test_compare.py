@@ -86,6 +86,14 @@ def test_a_thirty_percent_shift_is_found_in_most_seeded_pairs() -> None:
     assert found >= 0.8 * pairs, f"found in {found} of {pairs}"
 
 
+def test_a_combined_allowance_needs_both_the_share_and_the_milliseconds() -> None:
+    fast = _histogram(_latencies(30, 600, median_ms=4))
+    slower = _histogram([v * 1.5 for v in _latencies(31, 600, median_ms=4)])
+    change = bootstrap.quantile_change(fast, slower, 0.95)
+    assert compare.parse_allowance("p95=10%").broken_by(change)
+    assert not compare.parse_allowance("p95=10%+20ms").broken_by(change), "a few ms: no"
+
+
 def test_error_ratio_changes_use_a_score_interval() -> None:
     assert bootstrap.error_ratio_change(0, 1000, 50, 1000).beyond_noise
     assert not bootstrap.error_ratio_change(1, 1000, 2, 1000).beyond_noise
@@ -102,13 +110,16 @@ def test_error_ratio_changes_use_a_score_interval() -> None:
         ("p99=+50ms", compare.Allowance("p99=+50ms", 0.99, absolute_ms=50.0)),
         ("p50=1s", compare.Allowance("p50=1s", 0.5, absolute_ms=1000.0)),
         ("errors=0.5%", compare.Allowance("errors=0.5%", None, points=0.005)),
+        ("p95=10%+20ms", compare.Allowance("p95=10%+20ms", 0.95, relative=0.1, absolute_ms=20.0)),
     ],
 )
 def test_allowances_parse(spec: str, expected: compare.Allowance) -> None:
     assert compare.parse_allowance(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["p95", "p95=10", "latency=10%", "errors=3ms", "p0=1%"])
+@pytest.mark.parametrize(
+    "spec", ["p95", "p95=10", "latency=10%", "errors=3ms", "p0=1%", "p95=10%+5%", "p95=1s+5ms"]
+)
 def test_a_bad_allowance_is_one_clear_error(spec: str) -> None:
     with pytest.raises(compare.CompareError, match="--max-regression"):
         compare.parse_allowance(spec)
@@ -283,3 +294,26 @@ def test_the_timeline_adds_up_per_second_and_merges_workers() -> None:
     master.merge(worker.drain())
     assert worker.cells == {}
     assert master.seconds("GET", "/a", 1000.1) == [[0, {"5": 2}], [2, {"150": 1}]]
+
+
+def test_the_example_baseline_in_the_repository_reads_and_passes_against_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.harness import ROOT
+
+    folder = ROOT / "loadtests" / "baselines" / "open-50-dev"
+    r = results.load(folder)
+    assert r.model == "open"
+    assert {ORDERS, PRODUCTS} <= set(r.endpoints)
+    assert all(e.seconds for e in r.endpoints.values()), "per-second histograms recorded"
+    argv = [
+        str(folder),
+        str(folder),
+        "--max-regression",
+        "p95=10%",
+        "--html",
+        str(tmp_path / "c.html"),
+    ]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "gateway (server) p50/p95/p99 ms:" in out, "its server.json is read"

@@ -3,7 +3,7 @@
 Three short open-model runs of ``redline load`` on the shared stack (its
 Prometheus records the gateway's side of each run): two of the same build,
 then one with every charge delayed through payments' fault flags and the
-gate ``--baseline FIRST --max-regression p95=10%``. Constant arrivals, so the
+gate ``--baseline FIRST --max-regression p95=50%+100ms``. Constant arrivals, so the
 offered rate is exact and "the open model held it while the platform was
 slowed" is a sharp check.
 """
@@ -26,9 +26,14 @@ from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.slow
 
-RATE = 40.0
+RATE = 50.0
 SECONDS = "8s"
-CHARGE_DELAY_MS = 400
+# Under the orders → payments slow-call threshold (1 s), so the breaker stays closed.
+CHARGE_DELAY_MS = 700
+# Same-build runs on the shared 2-core machine differ by up to 26% at p95 (lower bound
+# of the interval, benchmarks/load_compare_noise.py), a fast endpoint by more: the
+# tests' gate allows 50% and 100 ms.
+GATE = "p95=50%+100ms"
 ORDERS = "POST /api/v1/orders"
 CATALOG = ("GET /api/v1/products", "GET /api/v1/products/{product_id}")
 
@@ -69,7 +74,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     try:
         slowed = _load(
             stack, tmp_path_factory.mktemp("slowed"),
-            "--baseline", str(first.folder), "--max-regression", "p95=10%",
+            "--baseline", str(first.folder), "--max-regression", GATE,
         )  # fmt: skip
     finally:
         assert httpx.delete(faults, headers=ADMIN_HEADERS).status_code == 200
@@ -77,8 +82,12 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 
 def test_two_runs_of_the_same_build_are_not_flagged(runs: Runs) -> None:
-    assert runs.first.code == 0, runs.first.output[-3000:]
-    c, text = compare.run_comparison(runs.first.folder, runs.second.folder, ["p95=10%"])
+    for run in (runs.first, runs.second):
+        total = results.load(run.folder).endpoints.values()
+        failures, requests = sum(e.failures for e in total), sum(e.requests for e in total)
+        assert requests > 300, run.output[-3000:]
+        assert failures <= 0.01 * requests, run.output[-3000:]
+    c, text = compare.run_comparison(runs.first.folder, runs.second.folder, [GATE])
     assert not c.regressed, text
     assert c.endpoints, text
     judged = [e.key for e in c.endpoints if e.judged]
@@ -100,7 +109,7 @@ def test_a_slowed_payments_fails_the_gate_on_orders_and_not_on_catalog_reads(run
 def test_the_listed_traces_of_the_regression_reached_the_trace_pipeline(
     runs: Runs, otlp: OtlpReceiver
 ) -> None:
-    c, text = compare.run_comparison(runs.first.folder, runs.slowed.folder, ["p95=10%"])
+    c, text = compare.run_comparison(runs.first.folder, runs.slowed.folder, [GATE])
     listed = c.traces[ORDERS]
     assert listed, text
     assert all(f"redline trace {r['trace_id']}" in text for r in listed)
@@ -127,7 +136,7 @@ def test_the_open_model_held_its_rate_while_the_platform_was_slowed(runs: Runs) 
     base_orders = base.endpoints[ORDERS].requests / base.seconds
     slowed_orders = slowed.endpoints[ORDERS].requests / slowed.seconds
     assert slowed_orders == pytest.approx(base_orders, rel=0.5)
-    assert "open model offered 40/s (constant)" in runs.slowed.output
+    assert f"open model offered {RATE:g}/s (constant)" in runs.slowed.output
 
 
 def test_the_gateways_own_numbers_over_each_run_are_recorded_beside_the_clients(
