@@ -120,6 +120,7 @@ class Comparison:
     resamples: int
     seed: int
     resampling: str = "single requests"
+    min_requests: int = MIN_REQUESTS
     traces: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     exemplars: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -181,8 +182,9 @@ def compare(
         out.append(e)
     resampling = " or ".join(sorted(how)) or "single requests"
     return Comparison(
-        baseline, current, out, list(allowances), confidence, resamples, seed, resampling
-    )
+        baseline, current, out, list(allowances), confidence, resamples, seed, resampling,
+        min_requests,
+    )  # fmt: skip
 
 
 def _order(key: str) -> tuple[str, str]:
@@ -251,7 +253,11 @@ def attach_traces(
     """The current run's slowest and failed requests, and exemplars, of each regressed endpoint."""
     rows = _trace_rows(current_run)
     for e in comparison.regressed:
-        mine = [r for r in rows if f"{r.get('method')} {r.get('name')}" == e.key]
+        mine = list(
+            {
+                r["trace_id"]: r for r in rows if f"{r.get('method')} {r.get('name')}" == e.key
+            }.values()
+        )  # a failure can also be among the slowest: once
         slow = sorted((r for r in mine if "error" not in r), key=lambda r: -r["duration_ms"])
         failed = [r for r in mine if "error" in r]
         comparison.traces[e.key] = [*slow[:TRACES_LISTED], *failed[:TRACES_LISTED]]
@@ -298,7 +304,7 @@ def render_text(c: Comparison, jaeger_url: str = "") -> str:
         f"resampling {c.resampling} ({c.resamples} resamples, seed {c.seed}); "
         "error ratios: Newcombe's score interval",
         "          ▲ worse, ▼ better, beyond noise (the interval excludes no change); "
-        f"judged with ≥ {MIN_REQUESTS} requests on both sides",
+        f"judged with ≥ {c.min_requests} requests on both sides",
         "",
     ]
     for e in c.endpoints:
@@ -367,6 +373,10 @@ def add_gate_arguments(parser: argparse.ArgumentParser, *, jaeger: bool = True) 
         "--confidence", type=float, default=0.95, help="interval level (default 0.95)"
     )
     parser.add_argument("--html", type=Path, default=None, help="write the HTML comparison here")
+    parser.add_argument(
+        "--min-requests", type=int, default=MIN_REQUESTS,
+        help=f"judge endpoints with this many requests in both runs (default {MIN_REQUESTS})",
+    )  # fmt: skip
     if jaeger:
         parser.add_argument("--jaeger-url", default="", help="link trace ids to this Jaeger UI")
 
@@ -398,12 +408,15 @@ def run_comparison(
     block_seconds: int | None = None,
     seed: int = bootstrap.DEFAULT_SEED,
     resamples: int = bootstrap.DEFAULT_RESAMPLES,
+    min_requests: int = MIN_REQUESTS,
 ) -> tuple[Comparison, str]:
     """Load, compare, attach traces, write the HTML; the comparison and its text."""
     if not 0.5 <= confidence < 1:
         raise CompareError(f"--confidence {confidence:g}: between 0.5 and 1")
     if resamples < 100:
         raise CompareError(f"--resamples {resamples}: at least 100")
+    if min_requests < 1:
+        raise CompareError(f"--min-requests {min_requests}: at least 1")
     if block_seconds is not None and block_seconds < 0:
         raise CompareError(f"--block-seconds {block_seconds}: 0 or more")
     allowances = [parse_allowance(s) for s in specs]
@@ -411,7 +424,7 @@ def run_comparison(
     c = compare(
         results.load(baseline), results.load(current), allowances,
         block_seconds=block_seconds, confidence=confidence, resamples=resamples, seed=seed,
-        server_base=server_base, server_cur=server_cur,
+        min_requests=min_requests, server_base=server_base, server_cur=server_cur,
     )  # fmt: skip
     attach_traces(c, current, server_cur)
     if html is not None:
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             args.baseline, args.current, args.max_regression,
             confidence=args.confidence, html=args.html or default_html(args.current),
             jaeger_url=args.jaeger_url, block_seconds=args.block_seconds, seed=args.seed,
-            resamples=args.resamples,
+            resamples=args.resamples, min_requests=args.min_requests,
         )  # fmt: skip
     except (CompareError, ResultsError, OSError) as exc:
         print(f"redline load compare: {exc}", file=sys.stderr)

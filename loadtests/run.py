@@ -249,6 +249,8 @@ def check(args: argparse.Namespace) -> None:
         )
     if args.max_in_flight < 1:
         raise compare.CompareError(f"--max-in-flight {args.max_in_flight}: at least 1")
+    if args.min_requests < 1:
+        raise compare.CompareError(f"--min-requests {args.min_requests}: at least 1")
     if args.max_regression and args.baseline is None:
         raise compare.CompareError("--max-regression needs --baseline RUN")
     for spec in args.max_regression:
@@ -282,6 +284,7 @@ def gate(args: argparse.Namespace, p: Plan) -> int:
         c, text = compare.run_comparison(
             args.baseline, p.folder, specs, confidence=args.confidence,
             html=args.html or p.folder / "compare.html", jaeger_url=args.jaeger_url,
+            min_requests=args.min_requests,
         )  # fmt: skip
     except (compare.CompareError, ResultsError) as exc:
         print(f"redline load: cannot compare with the baseline: {exc}", flush=True)

@@ -3,7 +3,7 @@
 Three short open-model runs of ``redline load`` on the shared stack (its
 Prometheus records the gateway's side of each run): two of the same build,
 then one with every charge delayed through payments' fault flags and the
-gate ``--baseline FIRST --max-regression p95=50%+100ms``. Constant arrivals, so the
+gate ``--baseline FIRST --max-regression p50=50%+300ms`` (the median: see GATE). Constant arrivals, so the
 offered rate is exact and "the open model held it while the platform was
 slowed" is a sharp check.
 """
@@ -26,14 +26,17 @@ from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.slow
 
-RATE = 50.0
-SECONDS = "8s"
+# Far enough below what two shared cores serve that other jobs' bursts do not queue it.
+RATE = 25.0
+SECONDS = "10s"
+MIN_REQUESTS = "20"  # orders are an eighth of the mix: ~31 per run
 # Under the orders → payments slow-call threshold (1 s), so the breaker stays closed.
 CHARGE_DELAY_MS = 700
-# Same-build runs on the shared 2-core machine differ by up to 26% at p95 (lower bound
-# of the interval, benchmarks/load_compare_noise.py), a fast endpoint by more: the
-# tests' gate allows 50% and 100 ms.
-GATE = "p95=50%+100ms"
+# On the shared 2-core machine other jobs' bursts move a run's p95 by hundreds of ms
+# (orders: 270 ms in one run, 610 ms in the next, same build); the median holds still
+# (same-build interval -100 … +40 ms). The delay adds 700 ms to every order, so the
+# test gates the median, beyond 50% and 300 ms.
+GATE = "p50=50%+300ms"
 ORDERS = "POST /api/v1/orders"
 CATALOG = ("GET /api/v1/products", "GET /api/v1/products/{product_id}")
 
@@ -75,6 +78,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Runs:
         slowed = _load(
             stack, tmp_path_factory.mktemp("slowed"),
             "--baseline", str(first.folder), "--max-regression", GATE,
+            "--min-requests", MIN_REQUESTS,
         )  # fmt: skip
     finally:
         assert httpx.delete(faults, headers=ADMIN_HEADERS).status_code == 200
@@ -85,9 +89,11 @@ def test_two_runs_of_the_same_build_are_not_flagged(runs: Runs) -> None:
     for run in (runs.first, runs.second):
         total = results.load(run.folder).endpoints.values()
         failures, requests = sum(e.failures for e in total), sum(e.requests for e in total)
-        assert requests > 300, run.output[-3000:]
+        assert requests > 150, run.output[-3000:]
         assert failures <= 0.01 * requests, run.output[-3000:]
-    c, text = compare.run_comparison(runs.first.folder, runs.second.folder, [GATE])
+    c, text = compare.run_comparison(
+        runs.first.folder, runs.second.folder, [GATE], min_requests=int(MIN_REQUESTS)
+    )
     assert not c.regressed, text
     assert c.endpoints, text
     judged = [e.key for e in c.endpoints if e.judged]
@@ -100,7 +106,7 @@ def test_a_slowed_payments_fails_the_gate_on_orders_and_not_on_catalog_reads(run
     assert runs.slowed.code == 1, out[-4000:]
     regressed = [line for line in out.splitlines() if line.startswith("redline: REGRESSED")]
     assert regressed, out[-4000:]
-    assert regressed[0].startswith(f"redline: REGRESSED {ORDERS}: p95 ")
+    assert regressed[0].startswith(f"redline: REGRESSED {ORDERS}: p50 ")
     for line in regressed:
         assert not any(line.startswith(f"redline: REGRESSED {c}:") for c in CATALOG), line
     assert (runs.slowed.folder / "compare.html").read_text().count("<svg") >= 3
@@ -109,7 +115,9 @@ def test_a_slowed_payments_fails_the_gate_on_orders_and_not_on_catalog_reads(run
 def test_the_listed_traces_of_the_regression_reached_the_trace_pipeline(
     runs: Runs, otlp: OtlpReceiver
 ) -> None:
-    c, text = compare.run_comparison(runs.first.folder, runs.slowed.folder, [GATE])
+    c, text = compare.run_comparison(
+        runs.first.folder, runs.slowed.folder, [GATE], min_requests=int(MIN_REQUESTS)
+    )
     listed = c.traces[ORDERS]
     assert listed, text
     assert all(f"redline trace {r['trace_id']}" in text for r in listed)
@@ -145,7 +153,7 @@ def test_the_gateways_own_numbers_over_each_run_are_recorded_beside_the_clients(
     docs = [json.loads((r.folder / "server.json").read_text()) for r in (runs.first, runs.slowed)]
     base, slowed = (d["endpoints"] for d in docs)
     assert base[ORDERS]["requests"] > 0
-    assert slowed[ORDERS]["p95_ms"] > base[ORDERS]["p95_ms"] + CHARGE_DELAY_MS / 2
+    assert slowed[ORDERS]["p50_ms"] > base[ORDERS]["p50_ms"] + CHARGE_DELAY_MS / 2
     for key in CATALOG:
         assert base[key]["p95_ms"] > 0
     assert "gateway (server) p50/p95/p99 ms:" in runs.slowed.output
