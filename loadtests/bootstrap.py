@@ -1,32 +1,37 @@
 """Is a change in a percentile, or in an error ratio, more than noise? Pure Python, seeded.
 
-**Percentiles: a bootstrap, done exactly.** The question "could the p95 have
-come out this different by chance?" is answered by resampling each run's
-recorded response times with replacement, taking the percentile of every
-resample, and looking at the spread of (current − baseline) over many pairs of
-resamples: the change is beyond noise when its 95% percentile interval
-excludes zero. Drawing n values and sorting them per resample would cost
-seconds per endpoint in pure Python, and the answer does not need them: the
-q-percentile of a resample of n values (nearest rank r = ⌈q·n⌉) is the r-th
-smallest of n draws from the empirical distribution F, i.e. F⁻¹(U₍ᵣ₎) where
-U₍ᵣ₎, the r-th smallest of n uniform numbers, has the Beta(r, n − r + 1)
-distribution. So one resample's percentile is one ``betavariate`` draw and a
-bisection in the histogram: the same distribution as the naive bootstrap
-(``tests/loadtests/test_bootstrap.py`` holds the two together), at the cost of
-a few microseconds. No numpy or scipy: the project does not depend on them,
-and this needs neither.
+**Percentiles: a block bootstrap.** "Could the p95 have come out this
+different by chance?" is answered by resampling each run, taking the
+percentile of every resample, and looking at the spread of (current −
+baseline) over many pairs of resamples: the change is beyond noise when its
+95% percentile interval excludes zero. What is resampled matters. Requests
+sent in the same second share the machine's state (another process's burst,
+a GC pause), so they are not independent draws: resampling single requests
+called more than half of the changes between two runs of one build
+significant (``benchmarks/load_compare_noise.py``). So each run's requests
+are kept per second (:mod:`loadtests.timeline`), seconds are grouped into
+blocks, and a resample draws whole blocks with replacement
+(:func:`block_resampled_quantiles`), keeping that dependence in the interval.
+
+With fewer than :data:`MIN_BLOCKS` blocks (a very short run, or a results
+file without per-second data) single requests are resampled, exactly and
+fast: the q-percentile of a resample of n values (nearest rank r = ⌈q·n⌉) is
+the r-th smallest of n draws from the empirical distribution F, i.e.
+F⁻¹(U₍ᵣ₎) where U₍ᵣ₎, the r-th smallest of n uniform numbers, has the
+Beta(r, n − r + 1) distribution: one ``betavariate`` draw and a bisection per
+resample instead of n draws and a sort (``tests/loadtests/test_compare.py``
+holds it to the naive bootstrap). No numpy or scipy: the project does not
+depend on them, and this needs neither.
 
 **Error ratios: Newcombe's hybrid score interval** for the difference of two
 independent proportions (Newcombe 1998, method 10), built from the two Wilson
 score intervals: well-behaved with few or no failures, where the normal
 approximation is not.
 
-What this does not capture: anything that differs between two runs for
-reasons other than sampling (another job on the machine, a colder cache).
-Resampling treats a run's requests as independent draws; that is why a gate
-asks for a change beyond an allowance (``p95=10%``), not merely beyond zero,
-and why the README reports the false-positive rate measured on pairs of runs
-of the same build.
+What no resampling of two runs can capture: a machine that is busier during
+one whole run than during the other. That is why a gate asks for a change
+beyond an allowance (``p95=10%``), not merely beyond zero, and why the README
+reports the false-positive rates measured on pairs of runs of one build.
 """
 
 from __future__ import annotations

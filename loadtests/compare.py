@@ -260,10 +260,12 @@ def attach_traces(
         )  # a failure can also be among the slowest: once
         slow = sorted((r for r in mine if "error" not in r), key=lambda r: -r["duration_ms"])
         failed = [r for r in mine if "error" in r]
-        comparison.traces[e.key] = [*slow[:TRACES_LISTED], *failed[:TRACES_LISTED]]
-        comparison.exemplars[e.key] = (
-            (server_cur or {}).get("exemplars", {}).get(e.key, [])[:TRACES_LISTED]
-        )
+        listed = [*slow[:TRACES_LISTED], *failed[:TRACES_LISTED]]
+        comparison.traces[e.key] = listed
+        seen = {r["trace_id"] for r in listed}
+        exemplars = (server_cur or {}).get("exemplars", {}).get(e.key, [])
+        unseen = [x for x in exemplars if x["trace_id"] not in seen]
+        comparison.exemplars[e.key] = unseen[:TRACES_LISTED]
 
 
 def _trace_link(trace_id: str, jaeger_url: str) -> str:
@@ -366,8 +368,8 @@ class _Parser(argparse.ArgumentParser):
 def add_gate_arguments(parser: argparse.ArgumentParser, *, jaeger: bool = True) -> None:
     parser.add_argument(
         "--max-regression", action="append", default=[], metavar="pNN=X%[+Yms]|errors=X%",
-        help=f"fail an endpoint beyond this change (repeatable; with --baseline the default "
-        f"is {DEFAULT_ALLOWANCE})",
+        help="fail an endpoint beyond this change (repeatable; with --baseline the default "
+        f"is {DEFAULT_ALLOWANCE.replace('%', '%%')})",
     )  # fmt: skip
     parser.add_argument(
         "--confidence", type=float, default=0.95, help="interval level (default 0.95)"

@@ -251,6 +251,8 @@ def check(args: argparse.Namespace) -> None:
         raise compare.CompareError(f"--max-in-flight {args.max_in_flight}: at least 1")
     if args.min_requests < 1:
         raise compare.CompareError(f"--min-requests {args.min_requests}: at least 1")
+    if not 0.5 <= args.confidence < 1:
+        raise compare.CompareError(f"--confidence {args.confidence:g}: between 0.5 and 1")
     if args.max_regression and args.baseline is None:
         raise compare.CompareError("--max-regression needs --baseline RUN")
     for spec in args.max_regression:

@@ -107,3 +107,11 @@ def test_a_bad_open_rate_is_a_one_line_usage_error(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "--open-rate" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"]])
+def test_help_is_printed(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run.main(argv)
+    assert exc.value.code == 0
+    assert "--max-regression" in capsys.readouterr().out
