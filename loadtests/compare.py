@@ -268,6 +268,22 @@ def attach_traces(
         comparison.exemplars[e.key] = unseen[:TRACES_LISTED]
 
 
+def check_in_jaeger(comparison: Comparison, jaeger_url: str) -> str | None:
+    """Mark each listed trace ``in_jaeger`` (tail sampling may have dropped it); or why not."""
+    from redline.console._sources import Jaeger, SourceError
+
+    jaeger = Jaeger(jaeger_url.rstrip("/"), timeout=3.0)
+    try:
+        for rows in (*comparison.traces.values(), *comparison.exemplars.values()):
+            for row in rows:
+                row["in_jaeger"] = jaeger.trace(row["trace_id"]) is not None
+    except SourceError as exc:
+        return str(exc)
+    finally:
+        jaeger.close()
+    return None
+
+
 def _trace_link(trace_id: str, jaeger_url: str) -> str:
     if jaeger_url:
         return f"{jaeger_url.rstrip('/')}/trace/{trace_id}"
@@ -296,6 +312,12 @@ def _server_line(e: EndpointComparison) -> str | None:
         return "/".join(_ms(s.get(f"p{q * 100:g}_ms", math.nan)) for q in QUANTILES)
 
     return f"    gateway (server) p50/p95/p99 ms: {side(e.server_base)} → {side(e.server_cur)}"
+
+
+def _kept(row: dict[str, Any]) -> str:
+    return (
+        "  (not in Jaeger: not kept by its tail sampler)" if row.get("in_jaeger") is False else ""
+    )
 
 
 def render_text(c: Comparison, jaeger_url: str = "") -> str:
@@ -337,12 +359,11 @@ def render_text(c: Comparison, jaeger_url: str = "") -> str:
         lines.append(f"Regressed: {e.key}: {'; '.join(e.regressions)}")
         for r in c.traces.get(e.key, []):
             what = f"failed {r.get('status')}: {r['error'][:80]}" if "error" in r else "slow"
-            link = _trace_link(r["trace_id"], jaeger_url)
+            link = _trace_link(r["trace_id"], jaeger_url) + _kept(r)
             lines.append(f"    {r['duration_ms']:>9.1f} ms  {what:<12}  {link}")
         for x in c.exemplars.get(e.key, []):
-            lines.append(
-                f"    {x['ms']:>9.1f} ms  exemplar      {_trace_link(x['trace_id'], jaeger_url)}"
-            )
+            link = _trace_link(x["trace_id"], jaeger_url) + _kept(x)
+            lines.append(f"    {x['ms']:>9.1f} ms  exemplar      {link}")
     return "\n".join(lines).rstrip()
 
 
@@ -429,12 +450,14 @@ def run_comparison(
         min_requests=min_requests, server_base=server_base, server_cur=server_cur,
     )  # fmt: skip
     attach_traces(c, current, server_cur)
+    note = check_in_jaeger(c, jaeger_url) if jaeger_url and c.regressed else None
     if html is not None:
         from loadtests.compare_html import render_html
 
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(c, jaeger_url), encoding="utf-8")
-    return c, render_text(c, jaeger_url)
+    text = render_text(c, jaeger_url)
+    return c, text + (f"\n(trace links not checked: {note})" if note else "")
 
 
 def default_html(current: Path) -> Path | None:
