@@ -7,8 +7,10 @@ comes after it. At most ``--max-in-flight`` requests wait at once (the
 connection pool is as large); an arrival beyond that is dropped and counted,
 as is how late each request left against its scheduled time.
 
-Each arrival is one request drawn from a mix of what the closed-model
-journeys do (catalog pages, searches, product pages, orders, order lists),
+Each arrival is one request from a mix of what the closed-model journeys do
+(catalog pages, searches, product pages, orders, order lists), dealt from a
+shuffled deck so every 16 arrivals hold the mix's exact proportions (two
+runs then offer the same requests, not just the same rate),
 named by route template like theirs, so statistics, thresholds, trace lists
 and comparisons read the same in both models. Orders and order lists are
 signed in as one of a few shoppers created at the start.
@@ -69,6 +71,7 @@ class OpenArrivals(RedlineUser):
         self.rate = float(_option(self, "open_rate", 1.0)) / users
         self.process: Process = _option(self, "arrivals", "poisson")
         self.pool = Pool(self.concurrency)
+        self.deck: list[Callable[[OpenArrivals], None]] = []
         signed_in_rate = self.rate * sum(w for w, _, auth in MIX if auth) / TOTAL_WEIGHT
         count = max(1, math.ceil(signed_in_rate / SIGNED_IN_PER_SHOPPER_PER_SECOND))
         self.shoppers = [_Shopper(data.new_email()) for _ in range(count)]
@@ -116,7 +119,10 @@ class OpenArrivals(RedlineUser):
 
     def _arrive(self, due: float) -> None:
         LAG.observe((time.monotonic() - due) * 1000, len(self.pool))
-        request = random.choices(_REQUESTS, cum_weights=_CUMULATIVE)[0]
+        if not self.deck:  # the mix's exact proportions in every 16 arrivals, in random order
+            self.deck = [request for weight, request, _ in MIX for _ in range(weight)]
+            random.shuffle(self.deck)
+        request = self.deck.pop()
         try:
             request(self)
         except Exception as exc:  # a request's own greenlet: report as Locust would
@@ -172,5 +178,3 @@ MIX: tuple[tuple[int, Callable[[OpenArrivals], None], bool], ...] = (
     (1, _my_orders, True),
 )
 TOTAL_WEIGHT = sum(w for w, _, _ in MIX)
-_REQUESTS = [request for _, request, _ in MIX]
-_CUMULATIVE = [sum(w for w, _, _ in MIX[: i + 1]) for i in range(len(MIX))]

@@ -192,8 +192,8 @@ class OpenModelReport:
             "dropped": self.dropped,
             "sent_rate": round(self.sent_rate, 3),
             "lag_ms": {
-                "p50": self.lag_p50_ms,
-                "p99": self.lag_p99_ms,
+                "p50": round(self.lag_p50_ms, 3),
+                "p99": round(self.lag_p99_ms, 3),
                 "max": round(self.lag_max_ms, 3),
             },
             "max_in_flight": self.max_in_flight,
