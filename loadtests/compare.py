@@ -244,7 +244,8 @@ def _trace_rows(run: Path) -> list[dict[str, Any]]:
         doc = json.loads((folder / "traces.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    return [*doc.get("slowest", []), *doc.get("failures", [])]
+    by_endpoint = [row for rows in doc.get("slowest_by_endpoint", {}).values() for row in rows]
+    return [*doc.get("slowest", []), *by_endpoint, *doc.get("failures", [])]
 
 
 def attach_traces(

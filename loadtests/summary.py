@@ -42,6 +42,10 @@ def report(recorder: TraceRecorder, jaeger_url: str = "") -> dict[str, Any]:
         "slowest": [_row(r, jaeger_url) for r in recorder.slowest()],
         "failures": [_row(r, jaeger_url) for r in recorder.failures()],
         "failures_not_listed": recorder.failures_not_kept,
+        "slowest_by_endpoint": {
+            key: [_row(r, jaeger_url) for r in records]
+            for key, records in recorder.slowest_by_endpoint().items()
+        },
     }
 
 

@@ -65,10 +65,14 @@ class RequestRecord:
 class TraceRecorder:
     """The ``slowest`` slowest requests and the first ``max_failures`` failures."""
 
-    def __init__(self, slowest: int = 20, max_failures: int = 50) -> None:
+    def __init__(self, slowest: int = 20, max_failures: int = 50, per_endpoint: int = 5) -> None:
         self.slowest_kept = max(0, slowest)
         self.max_failures = max(0, max_failures)
+        # The slowest few of every endpoint too: a regressed fast route's own slow requests
+        # are rarely among the run's slowest overall.
+        self.per_endpoint = max(0, per_endpoint)
         self._heap: list[tuple[float, int, RequestRecord]] = []
+        self._by_endpoint: dict[tuple[str, str], list[tuple[float, int, RequestRecord]]] = {}
         self._failures: list[RequestRecord] = []
         self._seq = itertools.count()
         self.failures_not_kept = 0
@@ -87,10 +91,16 @@ class TraceRecorder:
         self.requests += 1
         heap = self._heap
         full = len(heap) >= self.slowest_kept
-        if error is None and full and (not heap or duration_ms <= heap[0][0]):
+        mine = self._by_endpoint.get((method, name))
+        slow_here = bool(self.per_endpoint) and (
+            mine is None or len(mine) < self.per_endpoint or duration_ms > mine[0][0]
+        )
+        if error is None and not slow_here and full and (not heap or duration_ms <= heap[0][0]):
             return  # the common case: fast and fine
         record = RequestRecord(duration_ms, method, name, status, trace_id, started_at, error)
         self._keep_if_slow(record)
+        if slow_here:
+            self._keep_for_endpoint(record)
         if error is not None:
             self._keep_failure(record)
 
@@ -102,6 +112,22 @@ class TraceRecorder:
             heapq.heappush(self._heap, item)
         elif record.duration_ms > self._heap[0][0]:
             heapq.heapreplace(self._heap, item)
+
+    def _keep_for_endpoint(self, record: RequestRecord) -> None:
+        if not self.per_endpoint:
+            return
+        heap = self._by_endpoint.setdefault((record.method, record.name), [])
+        item = (record.duration_ms, next(self._seq), record)
+        if len(heap) < self.per_endpoint:
+            heapq.heappush(heap, item)
+        elif record.duration_ms > heap[0][0]:
+            heapq.heapreplace(heap, item)
+
+    def slowest_by_endpoint(self) -> dict[str, list[RequestRecord]]:
+        return {
+            f"{method} {name}": [r for _, _, r in sorted(heap, key=lambda item: -item[0])]
+            for (method, name), heap in sorted(self._by_endpoint.items())
+        }
 
     def _keep_failure(self, record: RequestRecord) -> None:
         if len(self._failures) < self.max_failures:
@@ -117,6 +143,7 @@ class TraceRecorder:
 
     def reset(self) -> None:
         self._heap.clear()
+        self._by_endpoint.clear()
         self._failures.clear()
         self.failures_not_kept = 0
 
@@ -125,6 +152,7 @@ class TraceRecorder:
         payload = {
             "slowest": [r.to_wire() for _, _, r in self._heap],
             "failures": [r.to_wire() for r in self._failures],
+            "by_endpoint": [r.to_wire() for heap in self._by_endpoint.values() for _, _, r in heap],
             "failures_not_kept": self.failures_not_kept,
             "requests": self.requests,
         }
@@ -137,4 +165,6 @@ class TraceRecorder:
             self._keep_if_slow(RequestRecord.from_wire(row))
         for row in payload.get("failures", []):
             self._keep_failure(RequestRecord.from_wire(row))
+        for row in payload.get("by_endpoint", []):
+            self._keep_for_endpoint(RequestRecord.from_wire(row))
         self.failures_not_kept += int(payload.get("failures_not_kept", 0))

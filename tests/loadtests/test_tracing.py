@@ -84,3 +84,15 @@ def test_summary_lists_trace_ids_with_jaeger_links_and_writes_them(tmp_path: Pat
     path = tmp_path / "run" / "traces.json"
     summary.write(path, data)
     assert json.loads(path.read_text()) == data
+
+
+def test_each_endpoint_keeps_its_own_slowest_even_when_another_owns_the_run_s_slowest() -> None:
+    worker, master = TraceRecorder(slowest=3, per_endpoint=2), TraceRecorder(3, per_endpoint=2)
+    for i in range(50):
+        worker.observe(1000.0 + i, "POST", "/orders", 201, f"o{i}", 0.0)
+        worker.observe(10.0 + i % 7, "GET", "/products", 200, f"p{i}", 0.0)
+    master.merge(worker.drain())
+    assert [r.name for r in master.slowest()] == ["/orders"] * 3
+    by_endpoint = master.slowest_by_endpoint()
+    assert [r.duration_ms for r in by_endpoint["GET /products"]] == [16.0, 16.0]
+    assert [r.trace_id for r in by_endpoint["POST /orders"]] == ["o49", "o48"]
