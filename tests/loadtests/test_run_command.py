@@ -88,13 +88,14 @@ def test_bad_options_are_refused_before_anything_runs(
     assert complaint in capsys.readouterr().err
 
 
-def test_only_the_locustfile_and_journeys_import_locust() -> None:
+def test_only_the_locustfile_journeys_and_arrivals_import_locust() -> None:
     """Locust monkey-patches the process with gevent; run.py's caller must not get that."""
     probe = (
         "import sys\n"
         "import loadtests.run, loadtests.checks, loadtests.data, loadtests.metrics\n"
         "import loadtests.options, loadtests.shapes, loadtests.summary, loadtests.thresholds\n"
-        "import loadtests.tracing\n"
+        "import loadtests.tracing, loadtests.open_model, loadtests.results, loadtests.timeline\n"
+        "import loadtests.bootstrap, loadtests.compare, loadtests.compare_html, loadtests.server\n"
         "assert 'locust' not in sys.modules and 'gevent' not in sys.modules, 'locust imported'\n"
     )
     result = subprocess.run(
