@@ -13,7 +13,8 @@ import math
 from html import escape
 
 from loadtests.bootstrap import Histogram
-from loadtests.compare import QUANTILES, Comparison, EndpointComparison, _ms, _pct
+from loadtests.compare_model import QUANTILES, Comparison, EndpointComparison, fmt_ms, fmt_pct
+from loadtests.compare_report import trace_link
 
 WIDTH, HEIGHT, PAD = 520, 220, 40
 BASE_COLOUR, CUR_COLOUR = "#7a7a7a", "#d62728"
@@ -59,7 +60,7 @@ def _svg(e: EndpointComparison) -> str:
                 parts.append(
                     f'<line x1="{x(ms):.1f}" y1="{PAD}" x2="{x(ms):.1f}" y2="{HEIGHT - PAD}" '
                     f'stroke="#eee"/><text x="{x(ms):.1f}" y="{HEIGHT - PAD + 14}" '
-                    f'font-size="10" text-anchor="middle">{_ms(ms)}</text>'
+                    f'font-size="10" text-anchor="middle">{fmt_ms(ms)}</text>'
                 )
     for q in QUANTILES:
         parts.append(
@@ -91,7 +92,8 @@ def _row(e: EndpointComparison) -> str:
         mark = ("▲" if ch.diff > 0 else "▼") if ch.beyond_noise else ""
         cls = ' class="worse"' if mark == "▲" else ' class="better"' if mark == "▼" else ""
         cells.append(
-            f"<span{cls}>{_ms(ch.baseline)} → {_ms(ch.current)} ({_pct(ch.relative)}) {mark}</span>"
+            f"<span{cls}>{fmt_ms(ch.baseline)} → {fmt_ms(ch.current)} "
+            f"({fmt_pct(ch.relative)}) {mark}</span>"
             f"<br><small>[{ch.diff_low:+.1f} … {ch.diff_high:+.1f} ms]</small>"
         )
     flag = " regressed" if e.regressions else ""
@@ -100,8 +102,6 @@ def _row(e: EndpointComparison) -> str:
 
 
 def render_html(c: Comparison, jaeger_url: str = "") -> str:
-    from loadtests.compare import _trace_link
-
     rows = "".join(_row(e) for e in c.endpoints)
     sections = []
     for e in c.endpoints:
@@ -110,7 +110,7 @@ def render_html(c: Comparison, jaeger_url: str = "") -> str:
         reasons = "".join(f"<p class='worse'>{escape(r)}</p>" for r in e.regressions)
         traces = "".join(
             f"<li>{r['duration_ms']:.1f} ms {escape(str(r.get('status', '')))} "
-            f"<code>{escape(_trace_link(r['trace_id'], jaeger_url))}</code></li>"
+            f"<code>{escape(trace_link(r['trace_id'], jaeger_url))}</code></li>"
             for r in c.traces.get(e.key, [])
         )
         sections.append(
