@@ -139,7 +139,7 @@ def _on_init(environment: Any, runner: Any, **_: Any) -> None:
     if parsed.prometheus_port:
         try:
             RUN.exporter = metrics.serve(
-                environment, parsed.prometheus_port, parsed.prometheus_host
+                environment, parsed.prometheus_port, parsed.prometheus_host, lag=LAG
             )
         except OSError as exc:
             _fatal(f"--prometheus-port {parsed.prometheus_port}: {exc}")

@@ -14,6 +14,10 @@ already aggregated). Exposed:
 - ``locust_users{user_class}``, ``locust_workers`` (0 when not distributed),
   ``locust_cpu_usage_ratio{process}`` (``local``, ``master``, ``worker-N``): a
   load generator near 1.0 measures itself, not the platform.
+- open model only (``--open-rate``): ``locust_open_model_arrivals_total{outcome}``
+  (``sent``, ``dropped``) and ``locust_open_model_lag_seconds``, a histogram of
+  how late each request left against its scheduled time: a generator falling
+  behind shows while it runs, not only in the end-of-run line.
 
 ``name`` is the route template, as the server's ``http_route``.
 """
@@ -32,6 +36,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from loadtests.open_model import LAG_BOUNDS_MS, LagRecorder
 
 # The server's buckets (telemetry.DURATION_BUCKETS; a test keeps them equal).
 # Copied, not imported: the load generator does not load the platform's telemetry.
@@ -65,8 +71,9 @@ def cumulative_buckets(
 class LocustCollector(Collector):
     """Reads ``environment.stats`` and ``environment.runner`` on every scrape."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Any, lag: LagRecorder | None = None) -> None:
         self.environment = environment
+        self.lag = lag
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -95,6 +102,31 @@ class LocustCollector(Collector):
         yield failures
         yield duration
         yield from self._runner_metrics()
+        yield from self._open_model_metrics()
+
+    def _open_model_metrics(self) -> Iterator[Metric]:
+        lag = self.lag
+        if lag is None or not lag.scheduled:
+            return
+        arrivals = CounterMetricFamily(
+            "locust_open_model_arrivals",
+            "Open model: scheduled arrivals, sent or dropped (max in flight reached).",
+            labels=["outcome"],
+        )
+        arrivals.add_metric(["sent"], lag.sent)
+        arrivals.add_metric(["dropped"], lag.dropped)
+        yield arrivals
+        histogram = HistogramMetricFamily(
+            "locust_open_model_lag_seconds",
+            "Open model: how late each request left against its scheduled time.",
+        )
+        running, buckets = 0, []
+        bounds = (*map(floatToGoString, (ms / 1000 for ms in LAG_BOUNDS_MS)), "+Inf")
+        for bound, n in zip(bounds, lag.counts, strict=True):
+            running += n
+            buckets.append((bound, float(running)))
+        histogram.add_metric([], buckets, sum_value=lag.lag_sum_ms / 1000)
+        yield histogram
 
     def _runner_metrics(self) -> Iterator[Metric]:
         runner = self.environment.runner
@@ -130,9 +162,11 @@ class LocustCollector(Collector):
         yield cpu
 
 
-def serve(environment: Any, port: int, host: str = "127.0.0.1") -> Any:
+def serve(
+    environment: Any, port: int, host: str = "127.0.0.1", lag: LagRecorder | None = None
+) -> Any:
     """Start the exporter on ``host:port`` (a background server); returns it for ``shutdown()``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LocustCollector(environment))
+    registry.register(LocustCollector(environment, lag))
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerts.paths import all_rule_files
 from alerts.promql import Catalog, recorded_series
 from loadtests.metrics import DURATION_BUCKETS, LocustCollector, cumulative_buckets
+from loadtests.open_model import LagRecorder
 from telemetry import DURATION_BUCKETS as SERVER_BUCKETS
 
 
@@ -76,9 +77,17 @@ def _environment() -> Environment:
     return Environment(Stats({("/p", "GET"): products, ("/o", "POST"): orders}), master)
 
 
-def _exposition(environment: Environment) -> str:
+def _lag() -> LagRecorder:
+    lag = LagRecorder()
+    for ms in (0.2, 0.4, 3.0, 70.0):
+        lag.observe(ms)
+    lag.drop()
+    return lag
+
+
+def _exposition(environment: Environment, lag: LagRecorder | None = None) -> str:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(LocustCollector(environment))
+    registry.register(LocustCollector(environment, _lag() if lag is None else lag))
     return generate_latest(registry).decode()
 
 
@@ -125,6 +134,21 @@ def test_collector_exposes_requests_failures_latency_users_and_cpu() -> None:
         (("process", "worker-0"),): 0.35,
         (("process", "worker-1"),): 0.97,
     }
+
+
+def test_open_model_arrivals_and_lag_are_served_only_in_the_open_model() -> None:
+    samples = _samples(_exposition(_environment()))
+    assert samples["locust_open_model_arrivals_total"] == {
+        (("outcome", "sent"),): 4,
+        (("outcome", "dropped"),): 1,
+    }
+    lag = samples["locust_open_model_lag_seconds_bucket"]
+    assert lag[(("le", "0.0005"),)] == 2
+    assert lag[(("le", "0.005"),)] == 3
+    assert lag[(("le", "+Inf"),)] == 4
+    assert samples["locust_open_model_lag_seconds_sum"][()] == pytest.approx(0.0736)
+    closed = _samples(_exposition(_environment(), LagRecorder()))
+    assert "locust_open_model_arrivals_total" not in closed
 
 
 def test_exposition_passes_promtool(promtool: str) -> None:
