@@ -49,7 +49,7 @@ bench: install system-deps  ## Run the instrumentation and client benchmarks (~1
 	$(RUN)/python benchmarks/http_client.py               # ~2 min
 
 bench-all: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
-bench-all: bench  ## Run every benchmark the README quotes (~25 min)
+bench-all: bench  ## Run every benchmark the README quotes (~32 min)
 	$(RUN)/python benchmarks/server_span.py               # ~1 min
 	$(RUN)/python benchmarks/otlp_encoding.py             # ~1 min
 	$(RUN)/python benchmarks/red_metrics.py               # ~1 min
@@ -57,6 +57,7 @@ bench-all: bench  ## Run every benchmark the README quotes (~25 min)
 	$(RUN)/python benchmarks/e2e_orders.py                # ~3 min (starts a stack)
 	$(RUN)/python benchmarks/locust_throughput.py         # ~4 min
 	$(RUN)/python benchmarks/stack_memory.py              # ~1.5 min (starts a stack)
+	$(RUN)/python benchmarks/load_compare_noise.py --pairs 10  # ~7 min (starts a stack)
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards
