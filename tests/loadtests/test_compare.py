@@ -317,3 +317,18 @@ def test_the_example_baseline_in_the_repository_reads_and_passes_against_itself(
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
     assert "gateway (server) p50/p95/p99 ms:" in out, "its server.json is read"
+
+
+def test_an_unreachable_jaeger_is_one_note_and_the_links_still_print(
+    two_runs: tuple[Path, Path],
+) -> None:
+    from tests.harness import free_port
+
+    jaeger = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    c, text = compare.run_comparison(*two_runs, ["p95=10%"], jaeger_url=jaeger)
+    assert [e.key for e in c.regressed] == [ORDERS]
+    assert f"{jaeger}/trace/{1:032x}" in text
+    notes = [line for line in text.splitlines() if line.startswith("(trace links not checked:")]
+    assert len(notes) == 1
+    assert "Jaeger is not reachable" in notes[0]
+    assert "not in Jaeger" not in text
