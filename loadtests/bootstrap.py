@@ -7,7 +7,7 @@ baseline) over many pairs of resamples: the change is beyond noise when its
 95% percentile interval excludes zero. What is resampled matters. Requests
 sent in the same second share the machine's state (another process's burst,
 a GC pause), so they are not independent draws: resampling single requests
-called more than half of the changes between two runs of one build
+called up to 57 % of the changes between two runs of one build
 significant (``benchmarks/load_compare_noise.py``). So each run's requests
 are kept per second (:mod:`loadtests.timeline`), seconds are grouped into
 blocks, and a resample draws whole blocks with replacement

@@ -3,8 +3,9 @@
 Requests of one run are not independent draws: those sent in the same second
 share the machine's state (another process's burst, a GC pause, a full
 connection pool). Resampling single requests ignores that and calls
-ordinary run-to-run differences significant (measured: more than half of the
-percentile changes between two runs of one build, on a shared machine). So
+ordinary run-to-run differences significant (measured: up to 57 % of the
+percentile changes between two runs of one build on a shared machine; 42 %
+with blocks, see loadtests/README.md). So
 each request is also counted in its second's histogram, and a comparison
 resamples whole blocks of seconds (:mod:`loadtests.bootstrap`).
 
