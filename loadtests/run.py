@@ -6,9 +6,12 @@
 receives Locust's HTML report (``report.html``), its CSV statistics
 (``stats_stats.csv``, ``stats_stats_history.csv``, ``stats_failures.csv``,
 ``stats_exceptions.csv``), the slowest and failed requests with trace ids
-(``traces.json``) and the exact Locust command (``command.txt``). The exit code
-is Locust's: 0 when the run passed (its thresholds, if any were given;
-otherwise no failure at all).
+(``traces.json``), the exact Locust command (``command.txt``), the run's
+window and response times for comparisons (``results.json``), the gateway's
+own numbers over the run when Prometheus answers (``server.json``) and, with
+``--baseline``, the comparison (``compare.html``). The exit code is Locust's:
+0 when the run passed (its thresholds, if any were given; otherwise no
+failure at all); with ``--baseline``, 1 also when an endpoint regressed.
 
 Locust runs as a child process: it monkey-patches the interpreter with gevent
 on import, which the caller's process must not suffer.
@@ -141,9 +144,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="open model: requests waiting at once; arrivals beyond are dropped and counted",
     )  # fmt: skip
     parser.add_argument(
-        "--prometheus-url", default=os.environ.get("REDLINE_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        "--prometheus-url", default=None,
         help="read the gateway's RED numbers over the run's window from here into server.json "
-        "(skipped when it does not answer; 'none': never)",
+        "(default: $REDLINE_PROMETHEUS_URL, else the running `redline up`'s, else :9090; "
+        "skipped when it does not answer; 'none': never)",
     )  # fmt: skip
     parser.add_argument(
         "--baseline", type=Path, default=None, metavar="RUN",
@@ -263,15 +267,25 @@ def check(args: argparse.Namespace) -> None:
         results.load(args.baseline)
 
 
+def _stack_prometheus() -> str:
+    """$REDLINE_PROMETHEUS_URL, else the running `redline up`'s Prometheus (its state file)."""
+    from redline.console._sources import Endpoints
+    from redline.stack import DEFAULT_STATE_DIR
+
+    state_dir = Path(os.environ.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)))
+    return Endpoints.discover(state_dir).prometheus
+
+
 def record_server_side(args: argparse.Namespace, p: Plan) -> None:
     """server.json: the gateway's numbers over the run's window, when Prometheus answers."""
     if args.prometheus_url in ("", "none") or not p.results.exists():
         return
     from loadtests import results
 
+    url = args.prometheus_url or _stack_prometheus()
     r = results.load(p.results)
     try:
-        doc = server.record(args.prometheus_url, r.started_at, r.stopped_at)
+        doc = server.record(url, r.started_at, r.stopped_at)
     except server.SourceError as exc:
         print(f"redline load: no server-side numbers: {exc}", flush=True)
         return
