@@ -111,6 +111,21 @@ def _kept(row: dict[str, Any]) -> str:
     )
 
 
+def _offered(r: Results) -> str:
+    om = r.meta.get("open_model")
+    if r.model == "open" and isinstance(om, dict):
+        return f"open model at {om.get('rate')}/s"
+    return f"closed model, {r.meta.get('shape')} with {r.meta.get('users')} users"
+
+
+def _unlike(baseline: Results, current: Results) -> str | None:
+    """Why the two runs' loads differ, when they do: their numbers then differ for that too."""
+    before, after = _offered(baseline), _offered(current)
+    if before != after:
+        return f"the runs offered different loads ({before} → {after}); compare like with like"
+    return None
+
+
 def render_text(c: Comparison, jaeger_url: str = "") -> str:
     lines = [
         f"baseline  {_describe(c.baseline)}",
@@ -120,8 +135,10 @@ def render_text(c: Comparison, jaeger_url: str = "") -> str:
         "error ratios: Newcombe's score interval",
         "          ▲ worse, ▼ better, beyond noise (the interval excludes no change); "
         f"judged with ≥ {c.min_requests} requests on both sides",
-        "",
     ]
+    if (note := _unlike(c.baseline, c.current)) is not None:
+        lines.append(f"note      {note}")
+    lines.append("")
     for e in c.endpoints:
         if e.baseline is None or e.current is None:
             where = "current" if e.baseline is None else "baseline"

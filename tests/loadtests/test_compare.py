@@ -332,3 +332,14 @@ def test_an_unreachable_jaeger_is_one_note_and_the_links_still_print(
     assert len(notes) == 1
     assert "Jaeger is not reachable" in notes[0]
     assert "not in Jaeger" not in text
+
+
+def test_runs_that_offered_different_loads_say_so(two_runs: tuple[Path, Path]) -> None:
+    base, cur = two_runs
+    doc = json.loads((cur / "results.json").read_text())
+    doc.update(model="open", open_model={"rate": 40.0, "process": "poisson"})
+    results.write(cur / "results.json", doc)
+    _, text = compare.run_comparison(base, cur, [])
+    assert "note      the runs offered different loads (closed model, steady with 5 users" in text
+    _, same = compare.run_comparison(base, base, [])
+    assert "note " not in same
