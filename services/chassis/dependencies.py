@@ -1,7 +1,8 @@
 """Each service's downstream dependencies, configured from the environment.
 
 Which services a service calls comes from services/topology.py; where they
-are (``REDLINE_<DEP>_URL``) and how the resilient client treats them
+are (``REDLINE_<DEP>_URL``: one base URL, or a comma-separated list of the
+instances, each an endpoint of the dependency's balancer) and how the resilient client treats them
 (``REDLINE_<DEP>_TIMEOUT_SECONDS``, ``..._MAX_CONCURRENT``, ...) from the
 environment, on top of the code's defaults and the service's own overrides.
 A bad value is a one-line configuration error naming the variable.
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from services.chassis.http_client import DependencyConfig
+from services.chassis.http_client import DependencyConfig, split_urls
 from services.topology import SERVICES
 from telemetry import ConfigError
 
@@ -29,6 +30,9 @@ _TUNABLES: dict[str, tuple[str, Callable[[str], Any], float, float]] = {
     "BREAKER_WINDOW": ("breaker.sliding_window_size", int, 1, 10_000),
     "BREAKER_SLOW_CALL_SECONDS": ("breaker.slow_call_duration", float, 0.001, 600),
     "RETRY_MAX_ATTEMPTS": ("retry.max_attempts", int, 1, 10),
+    "OUTLIER_CONSECUTIVE_FAILURES": ("outlier.consecutive_failures", int, 1, 1000),
+    "OUTLIER_EJECTION_SECONDS": ("outlier.base_ejection", float, 0.1, 60),
+    "DNS_REFRESH_SECONDS": ("dns_refresh_seconds", float, 0, 3600),
 }
 
 
@@ -48,12 +52,19 @@ def dependency_configs(
     for dep in SERVICES[name].calls if name in SERVICES else ():
         info = SERVICES[dep]
         url = env.get(info.url_variable) or f"http://127.0.0.1:{info.port}"
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ConfigError(f"{info.url_variable}={url!r}: not a URL ({exc})") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ConfigError(f"{info.url_variable}={url!r}: expected http(s)://host:port")
+        if not split_urls(url):
+            raise ConfigError(f"{info.url_variable}={url!r}: expected http(s)://host:port[,...]")
+        for one in split_urls(url):
+            try:
+                parsed = httpx.URL(one)
+            except (httpx.InvalidURL, TypeError) as exc:
+                raise ConfigError(
+                    f"{info.url_variable}={url!r}: {one!r} is not a URL ({exc})"
+                ) from None
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise ConfigError(
+                    f"{info.url_variable}={url!r}: expected http(s)://host:port[,...]"
+                )
         base = (overrides or {}).get(dep)
         config = (
             dataclasses.replace(base, base_url=url)

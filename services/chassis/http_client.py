@@ -7,6 +7,10 @@ A call goes through, from the outside in::
     breaker   -> fail fast while the dependency is failing (503, Retry-After)
     retry     -> idempotent calls only, on connect errors and 502/503/504,
                  full-jitter backoff, within the deadline and a retry budget
+    balancer  -> each attempt picks one of the dependency's endpoints (power of
+                 two choices; ejected outliers skipped; a retry avoids the ones
+                 the call tried); a refused connection fails over at once to
+                 another endpoint, any method (nothing was sent)
     timeout   -> each attempt gets min(own timeout, remaining budget)
     transport -> a CLIENT span per attempt, traceparent, X-Request-ID and the
                  remaining budget in ``x-deadline-remaining-ms``
@@ -28,12 +32,15 @@ from services.chassis.errors import ProblemError, ServiceUnavailable
 from services.chassis.resilience import (
     DEADLINE_HEADER,
     RETRYABLE_STATUSES,
+    Balancer,
     BreakerConfig,
     Bulkhead,
     BulkheadFullError,
     CircuitBreaker,
     CircuitOpenError,
     DeadlineExceeded,
+    Endpoint,
+    OutlierPolicy,
     Retrier,
     RetryBudget,
     RetryPolicy,
@@ -96,9 +103,20 @@ def _retry_result(result: Any) -> bool:
     )
 
 
+# Attempt failures that count against an endpoint for outlier ejection: it
+# refused, dropped or did not answer. (A 5xx answer is judged by _failed_result.)
+_ENDPOINT_FAILURES = (httpx.TransportError,)
+
+
+def split_urls(value: str) -> tuple[str, ...]:
+    """``REDLINE_<DEP>_URL`` holds one base URL or several, comma-separated."""
+    return tuple(u.strip().rstrip("/") for u in value.split(",") if u.strip())
+
+
 @dataclass(frozen=True)
 class DependencyConfig:
     name: str
+    # One base URL, or several comma-separated: the dependency's endpoints.
     base_url: str
     # Per attempt; the caller's remaining budget may make it shorter.
     timeout: float = 2.0
@@ -126,6 +144,13 @@ class DependencyConfig:
         )
     )
     retry_budget_ratio: float = 0.2
+    outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
+    # > 0: re-resolve the endpoints' host names this often (services/chassis/discovery.py).
+    dns_refresh_seconds: float = 0.0
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        return split_urls(self.base_url)
 
 
 class Downstream:
@@ -143,9 +168,11 @@ class Downstream:
             budget=RetryBudget(ratio=config.retry_budget_ratio),
             hooks=hooks,
         )
+        self.balancer = Balancer(config.name, config.endpoints, config.outlier, hooks=hooks)
         register(self.breaker)
         register(self.bulkhead)
         register(self.retrier)
+        register(self.balancer)
         # Requests go straight to the transport, not through httpx.AsyncClient:
         # its cookie jar, redirect and auth loops and per-request log line are
         # nothing a call between services wants, and cost ~140 µs a call
@@ -155,10 +182,35 @@ class Downstream:
             AiohttpTransport(max_connections=config.max_concurrent),
             peer_service=config.name,
         )
-        self._base_url = config.base_url.rstrip("/")
+        self._discovery: Any = None
+        if config.dns_refresh_seconds > 0:
+            from services.chassis.discovery import DnsDiscovery
+
+            self._discovery = DnsDiscovery(
+                self.balancer, config.endpoints, config.dns_refresh_seconds
+            )
 
     async def aclose(self) -> None:
+        if self._discovery is not None:
+            await self._discovery.aclose()
         await self._transport.aclose()
+
+    async def _send(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        """One request to one endpoint, its outcome told to the balancer."""
+        balancer = self.balancer
+        balancer.begin(endpoint)
+        failed = True
+        try:
+            response = await self._transport.handle_async_request(request)
+            failed = _failed_result(response)
+            return response
+        except _ENDPOINT_FAILURES:
+            raise
+        except BaseException:
+            failed = False  # cancelled, or our own bug: not the endpoint's fault
+            raise
+        finally:
+            balancer.end(endpoint, failed=failed)
 
     async def request(
         self,
@@ -189,6 +241,10 @@ class Downstream:
         # Whether any attempt may have reached the server: the difference, for a
         # failed charge, between "nothing happened" and "refund to be safe".
         maybe_delivered = False
+        # Endpoints this call has sent to, most recent last: a retry goes elsewhere.
+        tried: list[Endpoint] = []
+        if self._discovery is not None:
+            self._discovery.ensure_started()
 
         async def attempt() -> httpx.Response:
             nonlocal attempt_number, maybe_delivered
@@ -208,22 +264,30 @@ class Downstream:
                 extensions[URL_TEMPLATE_EXTENSION] = url_template
             if attempt_number > 1:
                 extensions[RESEND_COUNT_EXTENSION] = attempt_number - 1
-            request = httpx.Request(
-                method,
-                self._base_url + path,
-                params=params,
-                headers=send_headers,
-                json=json,
-                content=content,
-                extensions=extensions,
-            )
-            try:
-                return await self._transport.handle_async_request(request)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
-                raise  # no connection: the request never left
-            except BaseException:
-                maybe_delivered = True
-                raise
+            while True:
+                endpoint = self.balancer.pick(exclude=tried)
+                tried.append(endpoint)
+                request = httpx.Request(
+                    method,
+                    endpoint.base_url + path,
+                    params=params,
+                    headers=send_headers,
+                    json=json,
+                    content=content,
+                    extensions=dict(extensions),
+                )
+                try:
+                    return await self._send(endpoint, request)
+                except httpx.ConnectError:
+                    # Refused: the request never left, so another endpoint may
+                    # have it now, whatever the method, without a backoff.
+                    if not self._untried(tried, deadline):
+                        raise
+                except (httpx.ConnectTimeout, httpx.PoolTimeout):
+                    raise  # no connection: the request never left, but the time is spent
+                except BaseException:
+                    maybe_delivered = True
+                    raise
 
         error: DownstreamUnavailable | DownstreamTimeout
         try:
@@ -253,3 +317,9 @@ class Downstream:
             )
         error.maybe_delivered = maybe_delivered
         raise error from None
+
+    def _untried(self, tried: list[Endpoint], deadline: Any) -> bool:
+        """Is there an endpoint this call has not tried, and time to try it?"""
+        if deadline is not None and deadline.remaining() <= 0:
+            return False
+        return self.balancer.pick(exclude=tried) not in tried

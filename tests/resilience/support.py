@@ -35,6 +35,12 @@ class RecordingHooks(ResilienceHooks):
     def on_retry_attempt(self, name: str, attempt: int, outcome: str, delay: float) -> None:
         self.events.append(("retry", name, attempt, str(outcome)))
 
+    def on_endpoint_ejection(self, name: str, endpoint: str, seconds: float) -> None:
+        self.events.append(("ejection", name, endpoint, seconds))
+
+    def on_endpoint_return(self, name: str, endpoint: str) -> None:
+        self.events.append(("return", name, endpoint))
+
     def transitions(self) -> list[tuple[str, str]]:
         return [(e[2], e[3]) for e in self.events if e[0] == "transition"]
 

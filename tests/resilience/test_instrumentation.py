@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import telemetry
 from services.chassis.resilience import (
+    Balancer,
     Bulkhead,
     BulkheadFullError,
     CircuitBreaker,
@@ -22,6 +23,7 @@ from services.chassis.resilience import (
     CompositeHooks,
     LoggingHooks,
     ManualClock,
+    OutlierPolicy,
     ResilienceHooks,
     Retrier,
     RetryPolicy,
@@ -229,6 +231,7 @@ async def test_exposition_passes_promtool(clock: ManualClock) -> None:
     breaker = register(CircuitBreaker(name, small_config(), clock=clock), registry)
     bulkhead = register(Bulkhead(name, 2), registry)
     retrier = register(Retrier(name), registry)
+    balancer = register(Balancer(name, ["http://10.0.0.1:80", "http://10.0.0.2:80"]), registry)
     try:
         await record(breaker, "f" * 10)
         assert list(collect())  # the same collector feeds telemetry.REGISTRY
@@ -241,5 +244,75 @@ async def test_exposition_passes_promtool(clock: ManualClock) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.strip() == b"", result.stdout  # no lint warnings either
     finally:
-        for obj in (breaker, bulkhead, retrier):
+        for obj in (breaker, bulkhead, retrier, balancer):
             unregister(obj)
+
+
+async def test_endpoint_series_carry_the_balancer_and_the_endpoint(clock: ManualClock) -> None:
+    name = f"inventory-{uuid.uuid4().hex[:8]}"
+    hooks = RecordingHooks()
+    balancer = register(
+        Balancer(
+            name,
+            ["http://10.0.0.1:8002", "http://10.0.0.2:8002"],
+            OutlierPolicy(consecutive_failures=2),
+            clock=clock,
+            hooks=hooks,
+        )
+    )
+    try:
+        bad, good = balancer.endpoints
+        for endpoint, failed in ((good, False), (bad, True), (bad, True)):
+            balancer.begin(endpoint)
+            balancer.end(endpoint, failed=failed)
+        balancer.begin(good)  # one in flight
+        out = generate_latest(telemetry.REGISTRY)
+        e1, e2 = (
+            (("balancer", name), ("endpoint", "10.0.0.1:8002")),
+            (
+                ("balancer", name),
+                ("endpoint", "10.0.0.2:8002"),
+            ),
+        )
+        requests = samples(out, "resilience_endpoint_requests")
+        assert requests[(*e1, ("outcome", "failure"))] == 2.0
+        assert requests[(*e1, ("outcome", "success"))] == 0.0
+        assert requests[(*e2, ("outcome", "success"))] == 1.0
+        assert samples(out, "resilience_endpoint_ejections")[e1] == 1.0
+        assert samples(out, "resilience_endpoint_ejections")[e2] == 0.0
+        assert samples(out, "resilience_endpoint_ejected")[e1] == 1.0
+        assert samples(out, "resilience_endpoint_in_flight")[e2] == 1.0
+        assert "# TYPE resilience_endpoint_ejections_total counter" in out.decode()
+        assert hooks.events == [("ejection", name, "10.0.0.1:8002", 5.0)]
+        clock.advance(5.0)
+        assert samples(generate_latest(telemetry.REGISTRY), "resilience_endpoint_ejected")[e1] == 0
+        assert name in {s.name for s in snapshot_all()["balancers"]}
+    finally:
+        unregister(balancer)
+
+
+async def test_ejections_become_log_lines_and_span_events() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with structlog.testing.capture_logs() as logs:
+        hooks = CompositeHooks(LoggingHooks(), SpanEventHooks())
+        with tracer.start_as_current_span("call"):
+            hooks.on_endpoint_ejection("inventory", "10.0.0.1:8002", 5.0)
+        hooks.on_endpoint_return("inventory", "10.0.0.1:8002")
+    events = exporter.get_finished_spans()[0].events
+    assert [(e.name, dict(e.attributes or {})) for e in events] == [
+        (
+            "resilience.endpoint.ejected",
+            {
+                "resilience.balancer.name": "inventory",
+                "resilience.endpoint": "10.0.0.1:8002",
+                "resilience.endpoint.ejection_seconds": 5.0,
+            },
+        )
+    ]
+    assert [(line["event"], line["log_level"]) for line in logs] == [
+        ("endpoint ejected", "warning"),
+        ("endpoint returned", "info"),
+    ]

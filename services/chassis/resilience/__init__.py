@@ -40,8 +40,21 @@ backoff sleep. The other order (retrier outermost, breaker and bulkhead per
 attempt) trips sooner on blips the retries would have absorbed and lets a
 newcomer take a retrying call's slot; it is the better choice only where
 every attempt's health matters more than the call's.
+
+Inside the retrier, each attempt picks one of the dependency's endpoints
+(``Balancer``, ``_balancer.py``: power of two choices, outlier ejection per
+endpoint) and a retry avoids the endpoints the call already tried. So the
+breaker stays per dependency and one bad replica ejects itself without
+opening it; ``_balancer.py`` argues the split.
 """
 
+from services.chassis.resilience._balancer import (
+    Balancer,
+    BalancerSnapshot,
+    Endpoint,
+    EndpointSnapshot,
+    OutlierPolicy,
+)
 from services.chassis.resilience._breaker import (
     BreakerConfig,
     BreakerSnapshot,
@@ -90,6 +103,8 @@ __all__ = [
     "DEADLINE_HEADER",
     "MAX_DEADLINE_MS",
     "RETRYABLE_STATUSES",
+    "Balancer",
+    "BalancerSnapshot",
     "BreakerConfig",
     "BreakerSnapshot",
     "Bulkhead",
@@ -102,8 +117,11 @@ __all__ = [
     "CompositeHooks",
     "Deadline",
     "DeadlineExceeded",
+    "Endpoint",
+    "EndpointSnapshot",
     "LoggingHooks",
     "ManualClock",
+    "OutlierPolicy",
     "ResilienceError",
     "ResilienceHooks",
     "Retrier",

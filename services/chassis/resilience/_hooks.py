@@ -1,9 +1,9 @@
 """Instrumentation as hooks: the state machines report rare events, observers decide what to do.
 
-A breaker, bulkhead or retrier calls its hooks only on transitions, rejections
-and retry attempts — never on an ordinary successful call. Per-call counts are
-plain integer attributes that ``_prometheus`` reads at scrape time, so metrics
-cost nothing on the hot path.
+A breaker, bulkhead, retrier or balancer calls its hooks only on transitions,
+rejections, retry attempts and endpoint ejections — never on an ordinary
+successful call. Per-call counts are plain integer attributes that
+``_prometheus`` reads at scrape time, so metrics cost nothing on the hot path.
 
 ``ResilienceHooks`` is the interface and a no-op base: subclass it and override
 what you need. ``LoggingHooks`` writes a structured line per transition,
@@ -50,6 +50,12 @@ class ResilienceHooks:
         Not called for a first attempt that succeeds (the common, uninteresting case).
         """
 
+    def on_endpoint_ejection(self, name: str, endpoint: str, seconds: float) -> None:
+        """The balancer ``name`` took ``endpoint`` (host:port) out for ``seconds``."""
+
+    def on_endpoint_return(self, name: str, endpoint: str) -> None:
+        """An ejected ``endpoint`` is back in ``name``'s set (its ejection ran out)."""
+
 
 def notify(method: Callable[..., None], *args: Any) -> None:
     """Call one hook method, logging instead of propagating whatever it raises."""
@@ -91,6 +97,12 @@ class LoggingHooks(ResilienceHooks):
             self._logger.warning(
                 "retries stopped", retrier=name, attempt=attempt, outcome=str(outcome)
             )
+
+    def on_endpoint_ejection(self, name: str, endpoint: str, seconds: float) -> None:
+        self._logger.warning("endpoint ejected", balancer=name, endpoint=endpoint, seconds=seconds)
+
+    def on_endpoint_return(self, name: str, endpoint: str) -> None:
+        self._logger.info("endpoint returned", balancer=name, endpoint=endpoint)
 
 
 class SpanEventHooks(ResilienceHooks):
@@ -141,6 +153,18 @@ class SpanEventHooks(ResilienceHooks):
                 },
             )
 
+    def on_endpoint_ejection(self, name: str, endpoint: str, seconds: float) -> None:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(
+                "resilience.endpoint.ejected",
+                {
+                    "resilience.balancer.name": name,
+                    "resilience.endpoint": endpoint,
+                    "resilience.endpoint.ejection_seconds": seconds,
+                },
+            )
+
 
 class CompositeHooks(ResilienceHooks):
     """Calls each hook in order; one that raises does not stop the others.
@@ -149,7 +173,15 @@ class CompositeHooks(ResilienceHooks):
     outage should not pay for the no-op base methods of every member.
     """
 
-    __slots__ = ("_bulkhead_rejection", "_rejection", "_retry", "_transition", "hooks")
+    __slots__ = (
+        "_bulkhead_rejection",
+        "_ejection",
+        "_rejection",
+        "_retry",
+        "_return",
+        "_transition",
+        "hooks",
+    )
 
     def __init__(self, *hooks: ResilienceHooks) -> None:
         self.hooks = hooks
@@ -157,6 +189,8 @@ class CompositeHooks(ResilienceHooks):
         self._rejection = _overriding(hooks, "on_breaker_rejection")
         self._bulkhead_rejection = _overriding(hooks, "on_bulkhead_rejection")
         self._retry = _overriding(hooks, "on_retry_attempt")
+        self._ejection = _overriding(hooks, "on_endpoint_ejection")
+        self._return = _overriding(hooks, "on_endpoint_return")
 
     def on_breaker_transition(self, name: str, from_state: str, to_state: str, reason: str) -> None:
         for method in self._transition:
@@ -173,6 +207,14 @@ class CompositeHooks(ResilienceHooks):
     def on_retry_attempt(self, name: str, attempt: int, outcome: str, delay: float) -> None:
         for method in self._retry:
             notify(method, name, attempt, outcome, delay)
+
+    def on_endpoint_ejection(self, name: str, endpoint: str, seconds: float) -> None:
+        for method in self._ejection:
+            notify(method, name, endpoint, seconds)
+
+    def on_endpoint_return(self, name: str, endpoint: str) -> None:
+        for method in self._return:
+            notify(method, name, endpoint)
 
 
 def _overriding(hooks: tuple[ResilienceHooks, ...], name: str) -> tuple[Callable[..., None], ...]:

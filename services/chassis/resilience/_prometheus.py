@@ -33,6 +33,14 @@ Series:
 ``resilience_retry_attempts_total{retrier, outcome}``
     One increment per attempt; outcomes as in ``_retry``: success, retry,
     exhausted, budget_exhausted, deadline, not_retryable.
+``resilience_endpoint_requests_total{balancer, endpoint, outcome}``
+    Attempts sent to one endpoint (``host:port``) of a dependency, by outcome
+    ``success`` or ``failure`` (what outlier detection counts as failing).
+    ``endpoint``, not ``instance``: Prometheus owns ``instance`` (the scraped target).
+``resilience_endpoint_ejections_total{balancer, endpoint}``
+    Times outlier detection took the endpoint out.
+``resilience_endpoint_ejected{balancer, endpoint}``, ``resilience_endpoint_in_flight{...}``
+    1 while ejected; this process's attempts in flight to it.
 """
 
 from __future__ import annotations
@@ -44,28 +52,33 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from services.chassis.resilience._balancer import Balancer
 from services.chassis.resilience._breaker import CircuitBreaker, CircuitState
 from services.chassis.resilience._bulkhead import Bulkhead
 from services.chassis.resilience._retry import Retrier, RetryOutcome
 from telemetry import REGISTRY, register_callback_collector
 
-P = TypeVar("P", CircuitBreaker, Bulkhead, Retrier)
+P = TypeVar("P", CircuitBreaker, Bulkhead, Retrier, Balancer)
+Primitive = CircuitBreaker | Bulkhead | Retrier | Balancer
 
 _breakers: weakref.WeakValueDictionary[str, CircuitBreaker] = weakref.WeakValueDictionary()
 _bulkheads: weakref.WeakValueDictionary[str, Bulkhead] = weakref.WeakValueDictionary()
 _retriers: weakref.WeakValueDictionary[str, Retrier] = weakref.WeakValueDictionary()
+_balancers: weakref.WeakValueDictionary[str, Balancer] = weakref.WeakValueDictionary()
 _installed: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 _AUTOMATIC_TRANSITIONS = ("closed->open", "open->half_open", "half_open->open", "half_open->closed")
 
 
-def _table(obj: CircuitBreaker | Bulkhead | Retrier) -> weakref.WeakValueDictionary[str, Any]:
+def _table(obj: Primitive) -> weakref.WeakValueDictionary[str, Any]:
     if isinstance(obj, CircuitBreaker):
         return _breakers
     if isinstance(obj, Bulkhead):
         return _bulkheads
     if isinstance(obj, Retrier):
         return _retriers
+    if isinstance(obj, Balancer):
+        return _balancers
     raise TypeError(f"cannot export {type(obj).__name__}")
 
 
@@ -76,7 +89,7 @@ def register(obj: P, registry: CollectorRegistry = REGISTRY) -> P:
     return obj
 
 
-def unregister(obj: CircuitBreaker | Bulkhead | Retrier) -> None:
+def unregister(obj: Primitive) -> None:
     table = _table(obj)
     if table.get(obj.name) is obj:
         del table[obj.name]
@@ -95,6 +108,7 @@ def snapshot_all() -> dict[str, list[Any]]:
         "circuit_breakers": [b.snapshot() for b in list(_breakers.values())],
         "bulkheads": [b.snapshot() for b in list(_bulkheads.values())],
         "retriers": [r.snapshot() for r in list(_retriers.values())],
+        "balancers": [b.snapshot() for b in list(_balancers.values())],
     }
 
 
@@ -102,6 +116,7 @@ def collect() -> Iterator[Metric]:
     yield from _collect_breakers()
     yield from _collect_bulkheads()
     yield from _collect_retriers()
+    yield from _collect_balancers()
 
 
 def _collect_breakers() -> Iterator[Metric]:
@@ -190,3 +205,34 @@ def _collect_retriers() -> Iterator[Metric]:
         for outcome in RetryOutcome:
             attempts.add_metric([snap.name, outcome.value], snap.attempts_total[outcome])
     yield attempts
+
+
+def _collect_balancers() -> Iterator[Metric]:
+    labels = ["balancer", "endpoint"]
+    requests = CounterMetricFamily(
+        "resilience_endpoint_requests",
+        "Attempts sent to one endpoint of a dependency, by outcome (success, failure).",
+        labels=[*labels, "outcome"],
+    )
+    ejections = CounterMetricFamily(
+        "resilience_endpoint_ejections",
+        "Times outlier detection ejected an endpoint (consecutive failures).",
+        labels=labels,
+    )
+    ejected = GaugeMetricFamily(
+        "resilience_endpoint_ejected", "1 while the endpoint is ejected, else 0.", labels=labels
+    )
+    in_flight = GaugeMetricFamily(
+        "resilience_endpoint_in_flight",
+        "Attempts in flight from this process to the endpoint.",
+        labels=labels,
+    )
+    for balancer in list(_balancers.values()):
+        snap = balancer.snapshot()
+        for e in snap.endpoints:
+            requests.add_metric([snap.name, e.address, "success"], e.successes_total)
+            requests.add_metric([snap.name, e.address, "failure"], e.failures_total)
+            ejections.add_metric([snap.name, e.address], e.ejections_total)
+            ejected.add_metric([snap.name, e.address], 1.0 if e.ejected else 0.0)
+            in_flight.add_metric([snap.name, e.address], e.in_flight)
+    yield from (requests, ejections, ejected, in_flight)
