@@ -24,16 +24,41 @@ from redline.stack import (
     run_foreground,
 )
 from redline.state import pid_alive, read_state, state_file
-from services.topology import SERVICES
+from services.topology import MAX_REPLICAS, SERVICES, instance_of
 
 
-def _ports(values: list[str]) -> dict[str, int]:
+def _replicas(value: str | None) -> dict[str, int]:
+    """``inventory=2,orders=2`` -> {"inventory": 2, "orders": 2}."""
+    out: dict[str, int] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, count = item.strip().partition("=")
+        if not sep or name not in SERVICES or not count.isdigit():
+            raise StackError(
+                f"--replicas {value!r}: expected SERVICE=N[,...] with SERVICE one of "
+                f"{', '.join(SERVICES)}"
+            )
+        if not 1 <= int(count) <= MAX_REPLICAS:
+            raise StackError(f"--replicas {item!r}: N must be within 1..{MAX_REPLICAS}")
+        out[name] = int(count)
+    return out
+
+
+def _ports(values: list[str], replicas: dict[str, int] | None = None) -> dict[str, int]:
     ports = dict(DEFAULT_PORTS)
     for value in values:
         name, sep, port = value.partition("=")
-        if not sep or name not in ports or not port.isdigit() or not 0 < int(port) < 65536:
+        # A replica's port (inventory-2, inventory-2-ops) once --replicas names it.
+        instance = instance_of(name.removesuffix("-ops"))
+        replica = instance is not None and instance[1] <= (replicas or {}).get(instance[0], 1)
+        known_name = name in ports or replica
+        if not sep or not known_name or not port.isdigit() or not 0 < int(port) < 65536:
             known = ", ".join(sorted(ports))
-            raise StackError(f"--port {value!r}: expected NAME=PORT with NAME one of {known}")
+            raise StackError(
+                f"--port {value!r}: expected NAME=PORT with NAME one of {known} "
+                "(or a replica's, e.g. inventory-2, inventory-2-ops)"
+            )
         ports[name] = int(port)
     return ports
 
@@ -65,10 +90,12 @@ def _scrape(values: list[str]) -> dict[str, str]:
 
 
 def _options(args: argparse.Namespace) -> StackOptions:
+    replicas = _replicas(args.replicas)
     return StackOptions(
         state_dir=Path(args.state_dir).resolve(),
         host=args.host,
-        ports=_ports(args.port),
+        ports=_ports(args.port, replicas),
+        replicas=replicas,
         database_url=args.database_url,
         rules_profile=args.rules,
         otlp_endpoint=args.otlp_endpoint,
@@ -224,6 +251,71 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _component_pid(state_dir: Path, name: str) -> int | None:
+    state = read_state(state_dir) or {}
+    pid = state.get("components", {}).get(name, {}).get("pid")
+    return int(pid) if pid else None
+
+
+def _ready(url: str | None) -> bool:
+    try:
+        return bool(url) and httpx.get(str(url), timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _replace(state_dir: Path, name: str, timeout: float) -> tuple[int, int, float]:
+    """SIGTERM one instance; wait for the stack's supervisor to start its successor and
+    for that one to be ready. Returns (old pid, new pid, seconds)."""
+    state = read_state(state_dir) or {}
+    comp = state["components"][name]
+    old = int(comp["pid"])
+    start = time.monotonic()
+    deadline = start + timeout
+    os.kill(old, signal.SIGTERM)  # drain -> stop (services/chassis/server.py)
+    while True:
+        new = _component_pid(state_dir, name)
+        if new not in (None, old) and pid_alive(new) and _ready(comp.get("ready_url")):
+            return old, int(new or 0), time.monotonic() - start
+        if time.monotonic() > deadline:
+            raise StackError(f"{name} was not back and ready within {timeout:g}s")
+        time.sleep(0.1)
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    """Restart a service's instances: all at once, or ``--rolling`` one at a time."""
+    state_dir = Path(args.state_dir).resolve()
+    state = read_state(state_dir)
+    if not state or not pid_alive(state.get("pid")):
+        print(f"redline: no stack running from {state_dir}")
+        return 3
+    if not state.get("restart", True):
+        raise StackError("the stack runs with --no-restart: nothing would start them again")
+    instances = state.get("instances", {}).get(args.service) or [args.service]
+    if args.rolling:
+        # One at a time, the next only once the previous is ready again: the
+        # others keep serving, and callers fail over to them (nothing is lost).
+        if len(instances) == 1:
+            print(f"redline: {args.service} has one instance: its callers will see it restart")
+        for name in instances:
+            old, new, seconds = _replace(state_dir, name, args.timeout)
+            print(f"{name}: pid {old} -> {new}, ready after {seconds:.1f}s")
+        return 0
+    for name in instances:
+        pid = _component_pid(state_dir, name)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+    for name in instances:
+        deadline = time.monotonic() + args.timeout
+        comp = (read_state(state_dir) or {})["components"][name]
+        while not (pid_alive(_component_pid(state_dir, name)) and _ready(comp.get("ready_url"))):
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} was not back and ready within {args.timeout:g}s")
+            time.sleep(0.1)
+        print(f"{name}: restarted")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
     state = read_state(state_dir)
@@ -272,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=PORT",
         help=f"override a port (names: {', '.join(DEFAULT_PORTS)})",
+    )
+    up.add_argument(
+        "--replicas",
+        default=None,
+        metavar="SERVICE=N,...",
+        help="run N instances of a service, e.g. inventory=2,orders=2,payments=2 "
+        "(replica k: component SERVICE-k on the service's port + 10*(k-1)); "
+        "dependents balance over them",
     )
     up.add_argument(
         "--database-url",
@@ -329,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="what runs, whether it is ready, how much memory")
     state_dir_arg(status)
     status.set_defaults(func=cmd_status)
+
+    restart = sub.add_parser(
+        "restart",
+        help="restart a service's instances (--rolling: one at a time, each drained, "
+        "the next once it is ready)",
+    )
+    state_dir_arg(restart)
+    restart.add_argument("service", choices=list(SERVICES))
+    restart.add_argument("--rolling", action="store_true", help="one instance at a time")
+    restart.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds per instance to be ready again"
+    )
+    restart.set_defaults(func=cmd_restart)
 
     down = sub.add_parser("down", help="stop a detached stack")
     state_dir_arg(down)

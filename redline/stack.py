@@ -35,7 +35,7 @@ from redline.binaries import PROGRAMS, BuildError, binary_path, build
 from redline.mail_sink import MailSink
 from redline.state import read_state, state_file, write_state
 from redline.supervisor import Component, StartupError, Supervisor
-from services.topology import SERVICES, start_order
+from services.topology import REPLICA_PORT_STEP, SERVICES, start_order
 
 if TYPE_CHECKING:
     # services.chassis and telemetry are imported where used: they bring
@@ -93,6 +93,14 @@ LOCAL_GATEWAY = {
 }
 
 
+# A service with replicas drains on SIGTERM (readiness 503, `Connection: close`
+# on every answer) for longer than its callers keep an idle connection (4 s),
+# so none is left when its listener closes: a rolling restart or a scale-down
+# costs its callers no request (services/chassis/server.py). One instance has
+# nobody to fail over to, so it keeps the default (no drain: a quick stop).
+REPLICA_DRAIN = {"REDLINE_DRAIN_SECONDS": "4.5"}
+
+
 class StackError(RuntimeError):
     """A problem the user can fix, reported as one line."""
 
@@ -120,6 +128,23 @@ class StackOptions:
     alert_webhook: str | None = None
     # More scrape jobs, {job: "host:port"} (e.g. a Locust exporter).
     extra_scrape: dict[str, str] = field(default_factory=dict)
+    # Instances per service ({"inventory": 2}); one unless named. Replica k is
+    # the component ``<service>-k`` on its own port (``--port inventory-2=...``,
+    # default the service's port + 10 * (k - 1)) and ops port.
+    replicas: dict[str, int] = field(default_factory=dict)
+
+    def instances(self, service: str) -> list[str]:
+        return SERVICES[service].instance_names(self.replicas.get(service, 1))
+
+
+def with_replica_ports(ports: dict[str, int], replicas: dict[str, int]) -> dict[str, int]:
+    """``ports`` plus a port and an ops port for every replica that has none yet."""
+    out = dict(ports)
+    for service, count in replicas.items():
+        for k, instance in enumerate(SERVICES[service].instance_names(count)[1:], start=2):
+            out.setdefault(instance, out[service] + REPLICA_PORT_STEP * (k - 1))
+            out.setdefault(f"{instance}-ops", out[f"{service}-ops"] + REPLICA_PORT_STEP * (k - 1))
+    return out
 
 
 def port_free(host: str, port: int) -> bool:
@@ -156,6 +181,7 @@ def exclusive(state_dir: Path) -> Iterator[None]:
 
 class Stack:
     def __init__(self, options: StackOptions, supervisor: Supervisor) -> None:
+        options.ports = with_replica_ports(options.ports, options.replicas)
         self.o = options
         self.sup = supervisor
         self.pg: EmbeddedPostgres | None = None
@@ -210,6 +236,10 @@ class Stack:
             "ports": self.o.ports,
             "admin_token": self.admin_token,
             "rules_profile": self.o.rules_profile,
+            # Whether the supervisor restarts what exits (`redline restart` relies on it).
+            "restart": self.o.restart,
+            # Each service's instances, in order (component names).
+            "instances": {name: self.o.instances(name) for name in SERVICES},
             "components": components,
             "skipped": [{"name": n, "hint": h} for n, h in self.skipped],
             "table": [list(r) for r in self.rows],
@@ -222,9 +252,10 @@ class Stack:
         o.state_dir.mkdir(parents=True, exist_ok=True)
         found = {n: shutil.which(binary) for n, (binary, _) in OPTIONAL.items()}
         pipeline = None if o.otlp_endpoint else self._pipeline_binaries()
+        instances = [i for name in SERVICES for i in o.instances(name)]
         wanted = [
-            *SERVICES,
-            *(info.ops_name for info in SERVICES.values()),
+            *instances,
+            *(f"{i}-ops" for i in instances),
             "alert-sink",
             "mail-sink",
         ]
@@ -338,7 +369,11 @@ class Stack:
         from services.chassis.db import ensure_database
 
         o = self.o
-        urls = {SERVICES[n].url_variable: self.url(n) for n in SERVICES}
+        # Dependents get every instance: the resilient client balances over them.
+        urls = {
+            SERVICES[n].url_variable: ",".join(self.url(i) for i in o.instances(n))
+            for n in SERVICES
+        }
         otel = (
             {
                 "OTEL_TRACES_EXPORTER": "otlp",
@@ -356,38 +391,42 @@ class Stack:
             otel["OTEL_EXPORTER_OTLP_TIMEOUT"] = "2"
         for name in start_order():
             info = SERVICES[name]
-            env = {
-                **urls,
-                **otel,
-                "REDLINE_HOST": o.host,
-                "REDLINE_PORT": str(o.ports[name]),
-                "REDLINE_OPS_HOST": OPS_HOST,
-                "REDLINE_OPS_PORT": str(o.ports[info.ops_name]),
-                "REDLINE_ADMIN_TOKEN": self.admin_token,
-                "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
-                "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
-                "REDLINE_SMTP_HOST": o.host,
-                "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
-                **(LOCAL_GATEWAY if name == "gateway" else {}),
-                **o.service_env.get(name, {}),
-            }
             if info.has_database:
                 asyncio.run(ensure_database(f"{base_dsn}/postgres", database_name(name)))
-                env["DATABASE_URL"] = f"{base_dsn}/{database_name(name)}"
-            self.sup.start(
-                Component(
-                    name=name,
-                    argv=[sys.executable, "-m", f"services.{name}"],
-                    env=env,
-                    ready_url=f"{self.url(name)}/health/ready",
-                    url=self.url(name) + ("/api/v1" if name == "gateway" else ""),
-                    role=info.summary,
-                    cwd=str(ROOT),
-                    restart=o.restart,
+            for instance in o.instances(name):
+                env = {
+                    **urls,
+                    **otel,
+                    "REDLINE_HOST": o.host,
+                    "REDLINE_PORT": str(o.ports[instance]),
+                    "REDLINE_OPS_HOST": OPS_HOST,
+                    "REDLINE_OPS_PORT": str(o.ports[f"{instance}-ops"]),
+                    "REDLINE_ADMIN_TOKEN": self.admin_token,
+                    "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
+                    "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
+                    "REDLINE_SMTP_HOST": o.host,
+                    "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
+                    **(LOCAL_GATEWAY if name == "gateway" else {}),
+                    **(REPLICA_DRAIN if len(o.instances(name)) > 1 else {}),
+                    **o.service_env.get(name, {}),
+                }
+                if info.has_database:
+                    # Replicas share their service's database, as in a Deployment.
+                    env["DATABASE_URL"] = f"{base_dsn}/{database_name(name)}"
+                self.sup.start(
+                    Component(
+                        name=instance,
+                        argv=[sys.executable, "-m", f"services.{name}"],
+                        env=env,
+                        ready_url=f"{self.url(instance)}/health/ready",
+                        url=self.url(instance) + ("/api/v1" if name == "gateway" else ""),
+                        role=info.summary,
+                        cwd=str(ROOT),
+                        restart=o.restart,
+                    )
                 )
-            )
-            self.rows.append((name, self.sup.components[-1].url or "", info.summary))
-            self._write_state("starting")
+                self.rows.append((instance, self.sup.components[-1].url or "", info.summary))
+                self._write_state("starting")
 
     def _start_alertmanager(self) -> None:
         from telemetry.prometheus.config import alertmanager_command_line
@@ -420,7 +459,8 @@ class Stack:
 
         o = self.o
         profile = COMPRESSED if o.rules_profile == "compressed" else NORMAL
-        targets = {name: f"{o.host}:{o.ports[name]}" for name in SERVICES}
+        # One job per service, one target per instance (its own `instance` label).
+        targets = {name: [f"{o.host}:{o.ports[i]}" for i in o.instances(name)] for name in SERVICES}
         config = o.state_dir / "prometheus.yml"
         config.write_text(
             native_config(

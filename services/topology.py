@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 # Each service's ops listener is on its public port plus this (gateway 8100, ...).
 OPS_PORT_OFFSET = 100
+# Replica k (2, 3, ...) of a service listens on its port plus (k - 1) times this
+# by default (inventory 8002, inventory-2 8012, ...): below every ops port.
+REPLICA_PORT_STEP = 10
+MAX_REPLICAS = 9
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class ServiceInfo:
     def ops_name(self) -> str:
         """The ops listener's name where ports are listed by name (``redline up --port``)."""
         return f"{self.name}-ops"
+
+    def instance_names(self, replicas: int = 1) -> list[str]:
+        """``inventory``, ``inventory-2``, ...: the first instance keeps the service's name."""
+        return [self.name, *(f"{self.name}-{k}" for k in range(2, replicas + 1))]
 
     @property
     def url_variable(self) -> str:
@@ -55,6 +63,16 @@ SERVICES: dict[str, ServiceInfo] = {
         ServiceInfo("notifications", 8005, summary="mail for order and account events (from NATS)"),
     )
 }
+
+
+def instance_of(component: str) -> tuple[str, int] | None:
+    """``inventory-2`` -> ("inventory", 2); ``inventory`` -> ("inventory", 1); else None."""
+    if component in SERVICES:
+        return component, 1
+    name, _, k = component.rpartition("-")
+    if name in SERVICES and k.isdigit() and 2 <= int(k) <= MAX_REPLICAS:
+        return name, int(k)
+    return None
 
 
 def start_order() -> list[str]:

@@ -106,6 +106,12 @@ def test_bad_otel_variable_names_it(env: dict[str, str], variable: str) -> None:
     ("env", "variable"),
     [
         ({"REDLINE_PAYMENTS_URL": "ftp://payments"}, "REDLINE_PAYMENTS_URL"),
+        ({"REDLINE_PAYMENTS_URL": "http://a:1,ftp://b:2"}, "REDLINE_PAYMENTS_URL"),
+        ({"REDLINE_PAYMENTS_URL": " , "}, "REDLINE_PAYMENTS_URL"),
+        (
+            {"REDLINE_PAYMENTS_OUTLIER_CONSECUTIVE_FAILURES": "0"},
+            "REDLINE_PAYMENTS_OUTLIER_CONSECUTIVE_FAILURES",
+        ),
         ({"REDLINE_PAYMENTS_TIMEOUT_SECONDS": "soon"}, "REDLINE_PAYMENTS_TIMEOUT_SECONDS"),
         ({"REDLINE_PAYMENTS_MAX_CONCURRENT": "0"}, "REDLINE_PAYMENTS_MAX_CONCURRENT"),
         (
@@ -134,6 +140,24 @@ def test_dependency_settings_apply() -> None:
     assert configs["payments"].max_concurrent == 7
     assert configs["payments"].breaker.wait_duration_in_open == 9
     assert configs["inventory"].base_url == "http://10.0.0.1:81"
+    assert configs["inventory"].endpoints == ("http://10.0.0.1:81",)
+
+
+def test_a_dependency_url_may_list_every_instance() -> None:
+    configs = dependency_configs(
+        "orders",
+        {
+            "REDLINE_INVENTORY_URL": "http://127.0.0.1:8002, http://127.0.0.1:8012/",
+            "REDLINE_INVENTORY_OUTLIER_CONSECUTIVE_FAILURES": "3",
+            "REDLINE_INVENTORY_OUTLIER_EJECTION_SECONDS": "2.5",
+            "REDLINE_INVENTORY_DNS_REFRESH_SECONDS": "10",
+        },
+    )
+    inventory = configs["inventory"]
+    assert inventory.endpoints == ("http://127.0.0.1:8002", "http://127.0.0.1:8012")
+    assert inventory.outlier.consecutive_failures == 3
+    assert inventory.outlier.base_ejection == 2.5
+    assert inventory.dns_refresh_seconds == 10
 
 
 @pytest.mark.parametrize(

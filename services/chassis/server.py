@@ -3,6 +3,12 @@
 On SIGTERM (or Ctrl-C):
 1. readiness turns 503 at once, while the listener stays open for
    ``REDLINE_DRAIN_SECONDS`` so load balancers see it and stop routing here;
+   every response in that time says ``Connection: close``, so callers
+   balancing on their side (services/chassis/http_client.py) drop their pooled
+   connections to this instance: with a drain longer than their keep-alive
+   (4 s, aiohttp_transport.KEEPALIVE_SECONDS) none is left when the listener
+   closes, and their next attempt is refused and fails over (nothing sent)
+   instead of being lost on a connection closed under it;
 2. uvicorn closes the listener and waits up to ``REDLINE_GRACEFUL_TIMEOUT_SECONDS``
    for in-flight requests to finish;
 3. the lifespan shutdown runs the service's hooks, closes the pool and flushes
@@ -30,6 +36,29 @@ from services.chassis.ops import ListenerRouter, listen
 from telemetry import get_logger
 
 _log = get_logger("server")
+
+
+class CloseWhileDraining:
+    """ASGI wrapper: once ``draining`` is set, every HTTP response closes its connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.draining = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.draining or scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"
+                ]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
 
 
 class DrainingServer(uvicorn.Server):
@@ -78,8 +107,9 @@ def serve(app: Any, settings: ServiceSettings) -> None:
             sys.exit(1)
     ops_port = sockets[1].getsockname()[1]
     _log.info("ops listener", host=settings.ops_host, port=ops_port)
+    closing = CloseWhileDraining(ListenerRouter(app, app.state.ops_app, ops_port=ops_port))
     config = uvicorn.Config(
-        ListenerRouter(app, app.state.ops_app, ops_port=ops_port),
+        closing,
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -92,11 +122,12 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         workers=1,
     )
     ctx = app.state.ctx
-    server = DrainingServer(
-        config,
-        drain_seconds=settings.drain_seconds,
-        on_drain=ctx.telemetry.health.mark_draining,
-    )
+
+    def on_drain() -> None:
+        closing.draining = True
+        ctx.telemetry.health.mark_draining()
+
+    server = DrainingServer(config, drain_seconds=settings.drain_seconds, on_drain=on_drain)
     try:
         server.run(sockets=sockets)
     except OSError as exc:  # e.g. the port is taken

@@ -41,17 +41,17 @@ def _host_port(value: str, *, what: str) -> str:
     return value
 
 
-def _static_job(name: str, target: str, *, scheme: str = "http") -> dict[str, Any]:
+def _static_job(name: str, target: str | list[str], *, scheme: str = "http") -> dict[str, Any]:
     # The global scrape interval and timeout apply to every job.
     job: dict[str, Any] = {"job_name": name}
     if scheme != "http":
         job["scheme"] = scheme
-    job["static_configs"] = [{"targets": [target]}]
+    job["static_configs"] = [{"targets": [target] if isinstance(target, str) else target}]
     return job
 
 
 def native_config(
-    targets: Mapping[str, str],
+    targets: Mapping[str, str | Sequence[str]],
     *,
     rule_files: Sequence[str],
     alertmanager_url: str | None,
@@ -64,7 +64,8 @@ def native_config(
     """A prometheus.yml (YAML text) scraping ``targets`` ({service: "host:port"}).
 
     Every service becomes a job of its own name (dashboards and alerts select on
-    ``job``). ``rule_files`` are paths or globs, as Prometheus resolves them
+    ``job``); a service with replicas gives a list of targets, one per
+    instance. ``rule_files`` are paths or globs, as Prometheus resolves them
     (relative ones against the config file's directory). ``alertmanager_url``
     (``http://127.0.0.1:9093``) adds the alerting target and an ``alertmanager``
     job; ``self_address`` is where this Prometheus listens, for its self-scrape.
@@ -72,12 +73,19 @@ def native_config(
     otel-collector's own metrics. ``header`` is the comment the text opens with.
     """
     reserved = {SELF_JOB, ALERTMANAGER_JOB}
-    jobs: dict[str, str] = {}
-    for kind, mapping in (("service", targets), ("extra target", extra_targets or {})):
+    jobs: dict[str, str | list[str]] = {}
+    mappings: tuple[tuple[str, Mapping[str, str | Sequence[str]]], ...] = (
+        ("service", targets),
+        ("extra target", extra_targets or {}),
+    )
+    for kind, mapping in mappings:
         for name, target in mapping.items():
             if name in reserved or name in jobs:
                 raise ValueError(f"{kind} {name!r}: the job name is already taken")
-            jobs[name] = _host_port(target, what=f"{kind} {name!r}")
+            if isinstance(target, str):
+                jobs[name] = _host_port(target, what=f"{kind} {name!r}")
+            else:
+                jobs[name] = [_host_port(t, what=f"{kind} {name!r}") for t in target]
 
     scrape_configs = [_static_job(name, target) for name, target in jobs.items()]
     scrape_configs.append(_static_job(SELF_JOB, _host_port(self_address, what="self_address")))
