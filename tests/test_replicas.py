@@ -25,6 +25,7 @@ import pytest
 
 from chaos.cli import EXPERIMENTS, resolve_configuration
 from chaos.runner import assert_passed, load_experiment, outputs, run_experiment
+from services.topology import SERVICES
 from tests.harness import (
     ADMIN_HEADERS,
     ROOT,
@@ -35,7 +36,6 @@ from tests.harness import (
     sign_up,
     wait_until,
 )
-from services.topology import SERVICES
 from tests.otlp_receiver import OtlpReceiver
 
 REPLICATED = ("gateway", "inventory", "orders", "payments")
