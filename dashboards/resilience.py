@@ -1,7 +1,8 @@
 """Resilience: what the circuit breakers, bulkheads and retriers of the callers are doing.
 
-Series are per calling service (job) and dependency (the breaker, bulkhead
-or retrier label). Templated by ``service``: the jobs that export breakers.
+Series are per calling service (job) and dependency (the breaker, bulkhead,
+retrier or balancer label; the balancer's series also per endpoint, one per
+instance of the dependency). Templated by ``service``: the jobs that export breakers.
 """
 
 from __future__ import annotations
@@ -160,6 +161,62 @@ def _bulkheads_and_retries() -> list[object]:
     ]
 
 
+_ENDPOINT = "{{job}} → {{balancer}} {{endpoint}}"
+
+
+def _endpoints() -> list[object]:
+    return [
+        timeseries(
+            "Calls per endpoint",
+            "Attempts each caller sent to each instance (endpoint) of a dependency, by outcome: "
+            "how the balancer (power of two choices on in-flight calls) spreads the load, and "
+            "which instance fails.",
+            [
+                target(
+                    sum_rate(
+                        "resilience_endpoint_requests_total",
+                        sel(JOB),
+                        "job, balancer, endpoint, outcome",
+                    ),
+                    _ENDPOINT + " {{outcome}}",
+                )
+            ],
+            "reqps",
+            stacked=True,
+        ),
+        timeseries(
+            "Endpoints ejected (outlier detection)",
+            "Ejections in each interval (bars) and, as a line, how many callers' instances hold "
+            "the endpoint out right now. One ejection per instance is what a restart costs; "
+            "ejected again and again is a sick replica (EndpointEjectedRepeatedly).",
+            [
+                target(
+                    "sum by (job, balancer, endpoint) "
+                    f"(increase(resilience_endpoint_ejections_total{sel(JOB)}[{RATE}]))",
+                    _ENDPOINT + " ejections",
+                ),
+                target(
+                    f"sum by (job, balancer, endpoint) (resilience_endpoint_ejected{sel(JOB)})",
+                    _ENDPOINT + " out now",
+                ),
+            ],
+            "short",
+        ),
+        timeseries(
+            "Calls in flight per endpoint",
+            "What the balancer compares: this caller's calls in flight to each instance. An "
+            "instance that holds more is slower, and gets fewer new calls.",
+            [
+                target(
+                    f"sum by (job, balancer, endpoint) (resilience_endpoint_in_flight{sel(JOB)})",
+                    _ENDPOINT,
+                )
+            ],
+            "short",
+        ),
+    ]
+
+
 def build() -> g.Dashboard:
     return g.Dashboard(
         title=links.TITLES[links.RESILIENCE],
@@ -176,6 +233,7 @@ def build() -> g.Dashboard:
             [
                 ("Circuit breakers", _breakers(), 3),
                 ("Bulkheads and retries", _bulkheads_and_retries(), 3),
+                ("Endpoints (replicas)", _endpoints(), 3),
             ]
         ),
     )
