@@ -54,6 +54,13 @@ APP_UID = 10001
 POSTGRES_UID = 70
 
 
+# How often callers re-resolve a dependency's headless Service: the pod's
+# preStop (5 s) covers it, so a stopping pod is out of its callers' lists
+# before its drain starts (and a stale entry costs a refused connection that
+# fails over at once, never a request).
+DNS_REFRESH_SECONDS = 5
+
+
 @dataclass(frozen=True)
 class Shutdown:
     """How a pod stops, in the order it happens; the grace period covers all of it.
@@ -209,7 +216,12 @@ def service_config(info: ServiceInfo) -> dict[str, str]:
     }
     for dep in info.calls:
         dep_info = SERVICES[dep]
-        env[dep_info.url_variable] = f"http://{dep}:{dep_info.port}"
+        # The headless Service: one address per ready pod, re-resolved every
+        # DNS_REFRESH_SECONDS, so the caller balances over the pods itself and
+        # ejects a failing one (services/chassis/discovery.py); a ClusterIP
+        # would hide the pods behind one address, balanced per connection.
+        env[dep_info.url_variable] = f"http://{dep}-headless:{dep_info.port}"
+        env[f"REDLINE_{dep.upper()}_DNS_REFRESH_SECONDS"] = str(DNS_REFRESH_SECONDS)
     env.update(
         {
             "OTEL_TRACES_EXPORTER": "otlp",
@@ -358,7 +370,7 @@ def service_objects(info: ServiceInfo) -> list[Obj]:
         "spec": {"type": "ClusterIP", "selector": selector(name), "ports": ports},
     }
     # One DNS A record per ready pod: the endpoint list a client-side balancer
-    # re-resolves (REDLINE_<DEP>_URL can name <dep>-headless instead).
+    # re-resolves: REDLINE_<DEP>_URL names <dep>-headless (service_config).
     headless = {
         "apiVersion": "v1",
         "kind": "Service",

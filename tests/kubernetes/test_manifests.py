@@ -497,7 +497,11 @@ def test_each_service_accepts_its_pod_environment(
     dependencies = dependency_configs(name, env)
     assert sorted(dependencies) == sorted(SERVICES[name].calls)
     for dep, config in dependencies.items():
-        assert config.base_url == f"http://{dep}:{SERVICES[dep].port}"
+        # The headless Service, re-resolved: the caller balances over the pods.
+        assert config.base_url == f"http://{dep}-headless:{SERVICES[dep].port}"
+        assert config.dns_refresh_seconds == m.DNS_REFRESH_SECONDS
+        # Resolved before a stopping pod's drain starts (its preStop).
+        assert m.DNS_REFRESH_SECONDS <= m.SHUTDOWN.pre_stop_seconds
 
 
 def seconds(duration: str) -> int:
