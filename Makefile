@@ -11,7 +11,7 @@ SYSTEM_DEPS := promtool:prometheus prometheus:prometheus amtool:prometheus-alert
                prometheus-alertmanager:prometheus-alertmanager wrk:wrk hey:hey \
                docker-compose:docker-compose nats-server:nats-server
 
-.PHONY: up test fuzz lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
+.PHONY: up test test-replicas fuzz lint fmt bench bench-all dashboards kubernetes install system-deps binaries clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,6 +22,13 @@ up: install system-deps binaries  ## Install, then run the whole platform in the
 test: install system-deps  ## Install, then run the test suite
 	$(RUN)/python -m redline.binaries --require
 	$(RUN)/pytest
+
+# A stack with two of gateway, inventory, orders and payments: balancing, saga
+# recovery across instances, and the replica-killed and rolling-restart chaos
+# experiments. ~5 min on 2 cores, so not in `make test` (pytest -m replicas).
+test-replicas: install system-deps  ## The replica stack's tests and zero-error chaos experiments (~5 min)
+	$(RUN)/python -m redline.binaries --require
+	$(RUN)/pytest -m replicas tests/test_replicas.py
 
 # `make test` fuzzes with 8 examples per operation; this is the deep run.
 FUZZ_EXAMPLES ?= 200

@@ -550,3 +550,29 @@ def observe_load(
 ) -> dict[str, Any]:
     """Let the load run ``seconds`` more and keep those requests as ``window`` for probes."""
     return load_module.get(name).observe(window, seconds)
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+def restart_service(
+    service: str,
+    rolling: bool = True,
+    timeout: float = 60.0,
+    mark: str | None = None,
+    done_mark: str | None = None,
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """`redline restart SERVICE [--rolling]`: each instance drained, stopped, started, ready."""
+    from redline.restart import restart_service as restart
+
+    instances = stack(configuration).state.get("instances", {}).get(service, [service])
+    if rolling and len(instances) < 2:
+        raise RuntimeError(
+            f"{service} runs one instance: a rolling restart needs replicas "
+            f"(redline up --replicas {service}=2)"
+        )
+    _mark(mark)
+    rows = restart(stack(configuration).state_dir, service, rolling=rolling, timeout=timeout)
+    _mark(done_mark)
+    return {"service": service, "instances": rows, "seconds": sum(r["seconds"] for r in rows)}

@@ -251,68 +251,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _component_pid(state_dir: Path, name: str) -> int | None:
-    state = read_state(state_dir) or {}
-    pid = state.get("components", {}).get(name, {}).get("pid")
-    return int(pid) if pid else None
-
-
-def _ready(url: str | None) -> bool:
-    try:
-        return bool(url) and httpx.get(str(url), timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _replace(state_dir: Path, name: str, timeout: float) -> tuple[int, int, float]:
-    """SIGTERM one instance; wait for the stack's supervisor to start its successor and
-    for that one to be ready. Returns (old pid, new pid, seconds)."""
-    state = read_state(state_dir) or {}
-    comp = state["components"][name]
-    old = int(comp["pid"])
-    start = time.monotonic()
-    deadline = start + timeout
-    os.kill(old, signal.SIGTERM)  # drain -> stop (services/chassis/server.py)
-    while True:
-        new = _component_pid(state_dir, name)
-        if new not in (None, old) and pid_alive(new) and _ready(comp.get("ready_url")):
-            return old, int(new or 0), time.monotonic() - start
-        if time.monotonic() > deadline:
-            raise StackError(f"{name} was not back and ready within {timeout:g}s")
-        time.sleep(0.1)
-
-
 def cmd_restart(args: argparse.Namespace) -> int:
     """Restart a service's instances: all at once, or ``--rolling`` one at a time."""
+    from redline.restart import restart_service
+
     state_dir = Path(args.state_dir).resolve()
     state = read_state(state_dir)
     if not state or not pid_alive(state.get("pid")):
         print(f"redline: no stack running from {state_dir}")
         return 3
-    if not state.get("restart", True):
-        raise StackError("the stack runs with --no-restart: nothing would start them again")
-    instances = state.get("instances", {}).get(args.service) or [args.service]
-    if args.rolling:
-        # One at a time, the next only once the previous is ready again: the
-        # others keep serving, and callers fail over to them (nothing is lost).
-        if len(instances) == 1:
-            print(f"redline: {args.service} has one instance: its callers will see it restart")
-        for name in instances:
-            old, new, seconds = _replace(state_dir, name, args.timeout)
-            print(f"{name}: pid {old} -> {new}, ready after {seconds:.1f}s")
-        return 0
-    for name in instances:
-        pid = _component_pid(state_dir, name)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-    for name in instances:
-        deadline = time.monotonic() + args.timeout
-        comp = (read_state(state_dir) or {})["components"][name]
-        while not (pid_alive(_component_pid(state_dir, name)) and _ready(comp.get("ready_url"))):
-            if time.monotonic() > deadline:
-                raise StackError(f"{name} was not back and ready within {args.timeout:g}s")
-            time.sleep(0.1)
-        print(f"{name}: restarted")
+    restart_service(state_dir, args.service, rolling=args.rolling, timeout=args.timeout, say=print)
     return 0
 
 

@@ -423,6 +423,7 @@ class Stack:
                         role=info.summary,
                         cwd=str(ROOT),
                         restart=o.restart,
+                        group=name,
                     )
                 )
                 self.rows.append((instance, self.sup.components[-1].url or "", info.summary))

@@ -46,6 +46,9 @@ class Component:
     cwd: str | None = None
     stop_timeout: float = 15.0
     restart: bool = True
+    # Instances of one service (its replicas) share a group: they are stopped
+    # together, their drains overlapping, rather than one drain after another.
+    group: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     # Restart bookkeeping.
     restarts: int = 0
@@ -192,23 +195,30 @@ class Supervisor:
     def stop_all(self, on_stopped: Callable[[Component, int | None], None] | None = None) -> None:
         """SIGTERM each process in reverse start order; SIGKILL after its timeout."""
         self._stopping = True
+        groups: list[list[Component]] = []
         for comp in reversed(self.components):
-            proc = comp.proc
-            if proc is None:
-                continue
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(signal.SIGTERM)
+            if groups and comp.group is not None and groups[-1][0].group == comp.group:
+                groups[-1].append(comp)
+            else:
+                groups.append([comp])
+        for group in groups:
+            for comp in group:
+                if comp.proc is not None and comp.proc.poll() is None:
+                    comp.proc.send_signal(signal.SIGTERM)
                     # A SIGSTOPped process (chaos) must wake up to hear SIGTERM.
-                    proc.send_signal(signal.SIGCONT)
-                    code: int | None = proc.wait(timeout=comp.stop_timeout)
+                    comp.proc.send_signal(signal.SIGCONT)
+            for comp in group:
+                proc = comp.proc
+                if proc is None:
+                    continue
+                code: int | None
+                try:
+                    code = proc.wait(timeout=comp.stop_timeout)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     code = proc.wait(timeout=5)
-            else:
-                code = proc.returncode
-            if on_stopped:
-                on_stopped(comp, code)
+                if on_stopped:
+                    on_stopped(comp, code)
         for thread in self._threads:
             thread.join(timeout=2)
         if self._own_log is not None:

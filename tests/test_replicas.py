@@ -38,6 +38,10 @@ from tests.harness import (
 )
 from tests.otlp_receiver import OtlpReceiver
 
+# ~5 minutes (a stack of 13 processes started and stopped, two experiments):
+# `make test-replicas`, not `make test`.
+pytestmark = [pytest.mark.slow, pytest.mark.replicas]
+
 REPLICATED = ("gateway", "inventory", "orders", "payments")
 
 
@@ -232,3 +236,24 @@ def run(name: str, replicas: Stack, tmp_path: Path) -> dict[str, Any]:
     )
     assert_passed(journal)
     return outputs(journal)
+
+
+def test_a_killed_replica_costs_its_callers_at_most_a_tenth_of_a_percent(
+    replicas: Stack, tmp_path: Path
+) -> None:
+    out = run("replica-killed", replicas, tmp_path)
+    assert out["callers-eject-the-dead-replica"]["value"] >= 1
+    catalog = out["requests-over-the-run"]
+    assert catalog["error_ratio"] <= 0.001, catalog
+
+
+def test_a_rolling_restart_under_load_fails_no_request(replicas: Stack, tmp_path: Path) -> None:
+    before = {
+        i: (replicas.state() or {})["components"][i]["pid"] for i in ("inventory", "inventory-2")
+    }
+    out = run("rolling-restart", replicas, tmp_path)
+    restarted = out["rolling-restart"]["instances"]
+    assert [r["instance"] for r in restarted] == ["inventory", "inventory-2"]
+    assert {r["instance"]: r["old_pid"] for r in restarted} == before
+    during = out["requests-during-the-restart"]
+    assert during["statuses"].keys() <= {"200"}, during

@@ -66,8 +66,11 @@ def services_ready(
     services: list[str] | None = None,
     configuration: Configuration | None = None,
 ) -> dict[str, Any]:
-    """Which services are not ready (waiting up to ``within`` for all to be)."""
-    names = services or list(SERVICES)
+    """Which services are not ready (waiting up to ``within`` for all to be).
+
+    Every instance of each service (``inventory``, ``inventory-2`` with replicas)."""
+    instances = stack(configuration).state.get("instances", {})
+    names = [i for n in services or list(SERVICES) for i in instances.get(n, [n])]
     not_ready: list[str] = names
     started = time.time()
     for _ in poll(within, 0.25):

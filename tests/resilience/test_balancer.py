@@ -149,3 +149,17 @@ def test_counts_per_endpoint_are_in_the_snapshot() -> None:
     assert snap[a.address].ejections_total == 1
     assert snap[a.address].ejected
     assert snap["10.0.0.2:8002"].ejections_total == 0
+
+
+def test_a_call_that_tried_every_live_endpoint_falls_back_to_an_ejected_one() -> None:
+    """The restarted replica may still be ejected when its sibling is the one restarting."""
+    balancer, _, hooks = make([A, B], OutlierPolicy(consecutive_failures=1, base_ejection=15))
+    fail(balancer, "10.0.0.1:8002", 1)
+    ejected, live = balancer.endpoints
+    assert balancer.pick() is live
+    assert balancer.pick(exclude=[live]) is ejected
+    # It answers: back in at once, not 15 s later.
+    balancer.begin(ejected)
+    balancer.end(ejected, failed=False)
+    assert hooks.events[-1] == ("return", "inventory", "10.0.0.1:8002")
+    assert {balancer.pick().address for _ in range(50)} == {"10.0.0.1:8002", "10.0.0.2:8002"}

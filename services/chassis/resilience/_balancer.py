@@ -21,7 +21,9 @@ timed-out answer, a 5xx that is not the dependency's final answer) is
 *ejected*: not picked for ``base_ejection * k`` seconds, where ``k`` is how
 many times it has been ejected recently (capped at ``max_ejection``), then it
 returns on its own: the next pick may choose it, and one more failure streak
-ejects it for longer. ``k`` decays: an endpoint that stays in for
+ejects it for longer. A call whose every live endpoint failed still tries an
+ejected one before giving up (Envoy's panic mode, per call), and an ejected
+endpoint that answers such a call is back at once. ``k`` decays: an endpoint that stays in for
 ``max_ejection`` seconds starts over at 1. At most ``max_ejected_percent`` of
 the endpoints are out at once (at least one of two may go; the only one of
 one never does: a dependency's only endpoint is the breaker's business), so
@@ -182,25 +184,30 @@ class Balancer:
         self._endpoints = tuple(fresh)
 
     def pick(self, exclude: Sequence[Endpoint] = ()) -> Endpoint:
+        """P2C among the endpoints neither ejected nor in ``exclude``.
+
+        When none is left, an *ejected* endpoint the call has not tried comes
+        next (Envoy's panic mode, per call): ejection steers traffic away from
+        an endpoint, it must never leave a call with nowhere to go while one
+        might answer, e.g. the replica restarted a moment ago while its
+        sibling is now the one restarting. Last, any endpoint.
+        """
         endpoints = self._endpoints
         if len(endpoints) == 1:
             return endpoints[0]
         now = self._clock()
-        available = [e for e in endpoints if not self._ejected(e, now)]
-        if exclude:
-            untried = [e for e in available if e not in exclude]
-            # Every available one tried: a retry goes back to one rather than nowhere.
-            available = untried or available
-        if not available:  # only when the set shrank under ejected endpoints
-            available = list(endpoints)
-        if len(available) == 1:
-            return available[0]
-        n = len(available)
+        live = [e for e in endpoints if not self._ejected(e, now)]
+        candidates = [e for e in live if e not in exclude]
+        if not candidates:
+            candidates = [e for e in endpoints if e not in exclude] or live or list(endpoints)
+        if len(candidates) == 1:
+            return candidates[0]
+        n = len(candidates)
         i = int(self._random() * n) % n
         j = int(self._random() * (n - 1)) % (n - 1)
         if j >= i:
             j += 1
-        first, second = available[i], available[j]
+        first, second = candidates[i], candidates[j]
         return second if second.in_flight < first.in_flight else first
 
     def begin(self, endpoint: Endpoint) -> None:
@@ -211,6 +218,8 @@ class Balancer:
         if not failed:
             endpoint.successes_total += 1
             endpoint.consecutive_failures = 0
+            if endpoint.ejected_until is not None:  # answered a call sent in panic: it is back
+                self._return(endpoint, self._clock())
             return
         endpoint.failures_total += 1
         endpoint.consecutive_failures += 1
@@ -236,11 +245,14 @@ class Balancer:
             return False
         if now < until:
             return True
+        self._return(endpoint, now)
+        return False
+
+    def _return(self, endpoint: Endpoint, now: float) -> None:
         endpoint.ejected_until = None
         endpoint.last_return = now
         if self._hooks is not None:
             notify(self._hooks.on_endpoint_return, self._name, endpoint.address)
-        return False
 
     def _may_eject(self, now: float) -> bool:
         total = len(self._endpoints)
