@@ -309,3 +309,23 @@ def test_alertmanager_notifies_the_compose_alert_sink_command_which_prints_the_a
             interval=0.2,
             message=lambda: f"no notification in the sink's output: {sink_log.read_text()!r}",
         )
+
+
+def test_native_config_gives_a_replicated_service_one_job_with_a_target_per_instance(
+    tmp_path: Path,
+) -> None:
+    targets: dict[str, str | list[str]] = {**service_targets()}
+    targets["inventory"] = ["127.0.0.1:8002", "127.0.0.1:8012"]
+    text = native_config(targets, rule_files=[], alertmanager_url=None)
+    jobs = {j["job_name"]: j for j in yaml.safe_load(text)["scrape_configs"]}
+    assert jobs["inventory"]["static_configs"] == [
+        {"targets": ["127.0.0.1:8002", "127.0.0.1:8012"]}
+    ]
+    assert jobs["orders"]["static_configs"] == [{"targets": ["127.0.0.1:8003"]}]
+    (tmp_path / "prometheus.yml").write_text(text)
+    result = promtool_check_config(tmp_path / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with pytest.raises(ValueError, match="inventory"):
+        native_config(
+            {"inventory": ["127.0.0.1:8002", "http://x:1"]}, rule_files=[], alertmanager_url=None
+        )
