@@ -12,6 +12,11 @@ then, in one run:
    a second server span, a second access line), and the gateway's CPU per read.
 
     .venv/bin/python benchmarks/e2e_orders.py [--concurrency 8] [--seconds 20]
+
+``--replicas 1,2`` then measures orders/s again with that many instances of
+each downstream (inventory, orders, payments; one gateway), each setup on a
+fresh platform in the same run, the callers balancing over the instances
+(``REDLINE_<DEP>_URL`` lists them), and prints the ratio.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from _report import cpu_seconds
 
+from services.topology import SERVICES
 from tests.conftest import throwaway_postgres
-from tests.harness import Platform, sign_up
+from tests.harness import Platform, ServiceProcess, sign_up
+
+REPLICATED = ("inventory", "orders", "payments")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -84,12 +93,102 @@ async def reads(gateway: str, inventory: str, n: int) -> tuple[list[float], list
     return via_gateway, direct
 
 
+def add_replicas(platform: Platform, count: int, logs: Path) -> list[ServiceProcess]:
+    """``count - 1`` more instances of each downstream, on the same databases; every
+    caller's URL variable lists them all. Start them before the platform."""
+    extra: list[ServiceProcess] = []
+    urls: dict[str, list[str]] = {n: [platform[n].url] for n in REPLICATED}
+    for name in REPLICATED:
+        for k in range(2, count + 1):
+            replica = ServiceProcess(
+                name, env=dict(platform[name].env), log_path=logs / f"{name}-{k}.log"
+            )
+            extra.append(replica)
+            urls[name].append(replica.url)
+    for svc in [*platform.services.values(), *extra]:
+        env = dict(svc.env)
+        for name in REPLICATED:
+            env[SERVICES[name].url_variable] = ",".join(urls[name])
+        svc.env = env
+    return extra
+
+
+def measure_replicas(
+    counts: list[int],
+    database: Callable[[str], str],
+    logs: Path,
+    concurrency: int,
+    seconds: float,
+    rounds: int,
+) -> None:
+    """orders/s (median of rounds) with each count of downstream instances."""
+    results: dict[int, tuple[float, float, dict[int, int]]] = {}
+    for count in counts:
+
+        def fresh(name: str, count: int = count) -> str:
+            # Fresh databases per setup: the same stock and no orders to start from.
+            return database(f"{name}_{count}")
+
+        platform = Platform.build(
+            databases=fresh,
+            logs=logs / f"replicas-{count}",
+            otlp_endpoint=None,
+            extra_env={"payments": {"REDLINE_PROCESSOR_DECLINE_RATE": "0"}, "gateway": UNLIMITED},
+        )
+        extra = add_replicas(platform, count, logs / f"replicas-{count}")
+        try:
+            for replica in extra:
+                replica.start()
+            platform.start()
+            tokens = [sign_up(platform.gateway).headers for _ in range(concurrency)]
+            rates: list[float] = []
+            p99s: list[float] = []
+            codes_all: dict[int, int] = {}
+            for _ in range(rounds):
+                orders_per_second, lat, codes = asyncio.run(
+                    place_orders(platform.gateway, tokens, concurrency, seconds)
+                )
+                rates.append(orders_per_second)
+                p99s.append(_pct(lat, 99))
+                for code, n in codes.items():
+                    codes_all[code] = codes_all.get(code, 0) + n
+            results[count] = (statistics.median(rates), statistics.median(p99s), codes_all)
+            print(
+                f"{count} instance(s) of each downstream: {results[count][0]} orders/s", flush=True
+            )
+        finally:
+            platform.stop()
+            for replica in extra:
+                replica.stop()
+    base = results[counts[0]][0]
+    print()
+    print("| instances of inventory, orders, payments | orders/s | vs first | p99 ms | answers |")
+    print("|---:|---:|---:|---:|---|")
+    for count, (measured, p99, answers) in results.items():
+        ratio = f"{measured / base:.2f}" if base else "-"
+        print(f"| {count} | {measured:g} | {ratio} | {p99:.0f} | {dict(sorted(answers.items()))} |")
+
+
+UNLIMITED = {
+    "REDLINE_RATE_LIMIT_USER_PER_SECOND": "100000",
+    "REDLINE_RATE_LIMIT_USER_BURST": "100000",
+    "REDLINE_RATE_LIMIT_IP_PER_SECOND": "100000",
+    "REDLINE_RATE_LIMIT_IP_BURST": "100000",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reads", type=int, default=1000)
+    parser.add_argument(
+        "--replicas",
+        default=None,
+        metavar="N,M",
+        help="instead: orders/s with N, then M instances of each downstream (e.g. 1,2)",
+    )
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="redline-e2e-"))
     with throwaway_postgres() as pg:
@@ -100,6 +199,11 @@ def main() -> None:
         def database(name: str) -> str:
             _a.run(ensure_database(pg.dsn(), f"e2e_{name}"))
             return pg.dsn(f"e2e_{name}")
+
+        if args.replicas:
+            counts = [int(c) for c in args.replicas.split(",")]
+            measure_replicas(counts, database, logs, args.concurrency, args.seconds, args.rounds)
+            return
 
         platform = Platform.build(
             databases=database,

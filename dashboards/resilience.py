@@ -186,9 +186,9 @@ def _endpoints() -> list[object]:
         ),
         timeseries(
             "Endpoints ejected (outlier detection)",
-            "Ejections in each interval (bars) and, as a line, how many callers' instances hold "
-            "the endpoint out right now. One ejection per instance is what a restart costs; "
-            "ejected again and again is a sick replica (EndpointEjectedRepeatedly).",
+            "Ejections in each interval and how many callers' instances hold the endpoint out "
+            "right now. A restart keeps an instance out for tens of seconds; out most of the "
+            "time for minutes is a sick replica (EndpointEjected).",
             [
                 target(
                     "sum by (job, balancer, endpoint) "

@@ -26,6 +26,7 @@ import pytest
 from chaos.cli import EXPERIMENTS, resolve_configuration
 from chaos.runner import assert_passed, load_experiment, outputs, run_experiment
 from services.topology import SERVICES
+from tests.chaos.support import JaegerQueryApi
 from tests.harness import (
     ADMIN_HEADERS,
     ROOT,
@@ -64,6 +65,14 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
     s.start(timeout=240)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def jaeger(otlp: OtlpReceiver) -> Iterator[JaegerQueryApi]:
+    """The experiments' trace checks read Jaeger's query API; here it serves the receiver's spans."""
+    api = JaegerQueryApi(otlp).start()
+    yield api
+    api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +233,12 @@ def test_a_killed_orders_instance_has_its_sagas_finished_exactly_once(
         assert reservation["status"] == "committed"
 
 
-def run(name: str, replicas: Stack, tmp_path: Path) -> dict[str, Any]:
+def run(name: str, replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path) -> dict[str, Any]:
     experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
     configuration = {
         "redline_state_dir": str(replicas.state_dir),
         "fault_proxy_url": "",
-        "jaeger_url": "",
+        "jaeger_url": jaeger.url,
     }
     journal = run_experiment(
         experiment, resolve_configuration(experiment, configuration), tmp_path / name
@@ -239,19 +248,21 @@ def run(name: str, replicas: Stack, tmp_path: Path) -> dict[str, Any]:
 
 
 def test_a_killed_replica_costs_its_callers_at_most_a_tenth_of_a_percent(
-    replicas: Stack, tmp_path: Path
+    replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path
 ) -> None:
-    out = run("replica-killed", replicas, tmp_path)
+    out = run("replica-killed", replicas, jaeger, tmp_path)
     assert out["callers-eject-the-dead-replica"]["value"] >= 1
     catalog = out["requests-over-the-run"]
     assert catalog["error_ratio"] <= 0.001, catalog
 
 
-def test_a_rolling_restart_under_load_fails_no_request(replicas: Stack, tmp_path: Path) -> None:
+def test_a_rolling_restart_under_load_fails_no_request(
+    replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path
+) -> None:
     before = {
         i: (replicas.state() or {})["components"][i]["pid"] for i in ("inventory", "inventory-2")
     }
-    out = run("rolling-restart", replicas, tmp_path)
+    out = run("rolling-restart", replicas, jaeger, tmp_path)
     restarted = out["rolling-restart"]["instances"]
     assert [r["instance"] for r in restarted] == ["inventory", "inventory-2"]
     assert {r["instance"]: r["old_pid"] for r in restarted} == before
