@@ -501,7 +501,7 @@ def test_each_service_accepts_its_pod_environment(
         assert config.base_url == f"http://{dep}-headless:{SERVICES[dep].port}"
         assert config.dns_refresh_seconds == m.DNS_REFRESH_SECONDS
         # Resolved before a stopping pod's drain starts (its preStop).
-        assert m.DNS_REFRESH_SECONDS <= m.SHUTDOWN.pre_stop_seconds
+        assert m.SHUTDOWN.pre_stop_seconds >= m.DNS_REFRESH_SECONDS
 
 
 def seconds(duration: str) -> int:
