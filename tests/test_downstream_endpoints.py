@@ -186,6 +186,7 @@ async def test_dns_names_resolve_to_one_endpoint_per_address() -> None:
         d = downstream(named, dns_refresh_seconds=30.0)
         try:
             assert (await d.request("GET", "/a")).status_code == 201
+            assert d._discovery is not None
             await asyncio.wait_for(d._discovery.refreshed.wait(), 5)
             addresses = {e.host for e in d.balancer.endpoints}
             assert "127.0.0.1" in addresses

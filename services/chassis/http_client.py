@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from services.chassis.aiohttp_transport import AiohttpTransport
+from services.chassis.discovery import DnsDiscovery
 from services.chassis.errors import ProblemError, ServiceUnavailable
 from services.chassis.resilience import (
     DEADLINE_HEADER,
@@ -38,6 +39,7 @@ from services.chassis.resilience import (
     BulkheadFullError,
     CircuitBreaker,
     CircuitOpenError,
+    Deadline,
     DeadlineExceeded,
     Endpoint,
     OutlierPolicy,
@@ -182,10 +184,8 @@ class Downstream:
             AiohttpTransport(max_connections=config.max_concurrent),
             peer_service=config.name,
         )
-        self._discovery: Any = None
+        self._discovery: DnsDiscovery | None = None
         if config.dns_refresh_seconds > 0:
-            from services.chassis.discovery import DnsDiscovery
-
             self._discovery = DnsDiscovery(
                 self.balancer, config.endpoints, config.dns_refresh_seconds
             )
@@ -318,7 +318,7 @@ class Downstream:
         error.maybe_delivered = maybe_delivered
         raise error from None
 
-    def _untried(self, tried: list[Endpoint], deadline: Any) -> bool:
+    def _untried(self, tried: list[Endpoint], deadline: Deadline | None) -> bool:
         """Is there an endpoint this call has not tried, and time to try it?"""
         if deadline is not None and deadline.remaining() <= 0:
             return False
