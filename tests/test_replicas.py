@@ -43,7 +43,13 @@ from tests.otlp_receiver import OtlpReceiver
 # `make test-replicas`, not `make test`.
 pytestmark = [pytest.mark.slow, pytest.mark.replicas]
 
-REPLICATED = ("gateway", "inventory", "orders", "payments")
+# Three of orders: when one is killed, two live instances race to recover its sagas.
+REPLICAS = {"gateway": 2, "inventory": 2, "orders": 3, "payments": 2}
+REPLICATED = tuple(REPLICAS)
+
+
+def instances(name: str) -> list[str]:
+    return SERVICES[name].instance_names(REPLICAS.get(name, 1))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
         tmp_path_factory.mktemp("replicas"),
         otlp_endpoint=otlp.endpoint,
         extra=[
-            "--replicas", ",".join(f"{name}=2" for name in REPLICATED),
+            "--replicas", ",".join(f"{name}={n}" for name, n in REPLICAS.items()),
             "--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
             # A crashed saga is taken over after 2 s rather than 15 s.
             "--env", "orders:REDLINE_SAGA_LEASE_SECONDS=2",
@@ -60,8 +66,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
         ],
     )  # fmt: skip
     for name in REPLICATED:
-        s.ports[f"{name}-2"] = free_port()
-        s.ports[f"{name}-2-ops"] = free_port()
+        for instance in instances(name)[1:]:
+            s.ports[instance] = free_port()
+            s.ports[f"{instance}-ops"] = free_port()
     s.start(timeout=240)
     yield s
     s.stop()
@@ -94,7 +101,8 @@ def test_every_instance_is_a_component_a_status_row_and_a_prometheus_target(
 ) -> None:
     state = replicas.state() or {}
     for name in REPLICATED:
-        assert state["instances"][name] == [name, f"{name}-2"]
+        assert state["instances"][name] == instances(name)
+    assert state["instances"]["orders"] == ["orders", "orders-2", "orders-3"]
     assert state["instances"]["accounts"] == ["accounts"]
     status = subprocess.run(
         [sys.executable, "-m", "redline", "status", "--state-dir", str(replicas.state_dir)],
@@ -106,7 +114,7 @@ def test_every_instance_is_a_component_a_status_row_and_a_prometheus_target(
     assert status.returncode == 0, status.stderr
     rows = {ln.split()[0]: ln.split() for ln in status.stdout.splitlines()[2:]}
     for name in REPLICATED:
-        for instance in (name, f"{name}-2"):
+        for instance in instances(name):
             assert rows[instance][2:4] == ["running", "ready"], rows[instance]
             assert rows[instance][1] == str(state["components"][instance]["pid"])
     assert len({rows[n][1] for n in ("inventory", "inventory-2")}) == 2
@@ -116,13 +124,12 @@ def test_every_instance_is_a_component_a_status_row_and_a_prometheus_target(
         out: dict[str, set[str]] = {}
         for r in up:
             out.setdefault(r["metric"]["job"], set()).add(r["metric"]["instance"])
-        wanted = {n: 2 if n in REPLICATED else 1 for n in SERVICES}
+        wanted = {n: len(instances(n)) for n in SERVICES}
         return out if all(len(out.get(n, ())) == k for n, k in wanted.items()) else {}
 
     jobs = wait_until(scraped, timeout=30, message="not every instance is a target")
     for name in REPLICATED:
-        ports = {replicas.ports[name], replicas.ports[f"{name}-2"]}
-        assert jobs[name] == {f"127.0.0.1:{p}" for p in ports}
+        assert jobs[name] == {f"127.0.0.1:{replicas.ports[i]}" for i in instances(name)}
     assert len(jobs["accounts"]) == 1
 
 
@@ -150,7 +157,7 @@ def test_callers_spread_calls_over_the_instances_and_spans_name_the_one_that_ser
     assert wait_until(lambda: served("payments", payments_ports), timeout=20) == payments_ports
     # Each orders instance counts its attempts per endpoint, labelled host:port.
     per_endpoint: Counter[str] = Counter()
-    for instance in ("orders", "orders-2"):
+    for instance in instances("orders"):
         text = httpx.get(f"{replicas.url(instance)}/metrics", timeout=5).text
         for line in text.splitlines():
             if (
@@ -166,10 +173,11 @@ def test_callers_spread_calls_over_the_instances_and_spans_name_the_one_that_ser
 def test_a_killed_orders_instance_has_its_sagas_finished_exactly_once(
     replicas: Stack, user: User
 ) -> None:
-    """Sagas held after the charge on one orders instance, then SIGKILL: the
-    other instance and the dead one's successor (`redline up` restarts it)
-    both run recovery against the same table; each order is recovered by
-    exactly one of them, committed, and charged once."""
+    """Sagas held after the charge on one of three orders instances, then
+    SIGKILL: the two others (and the dead one's successor, once `redline up`
+    has restarted it) poll the same table every 0.5 s and race for the
+    expired leases; each order is recovered by exactly one of them,
+    committed, and charged once."""
     victim = replicas.url("orders")
     ops = f"http://127.0.0.1:{replicas.ports['orders-ops']}"
     log = replicas.state_dir / "logs" / "orders.log"
@@ -184,11 +192,12 @@ def test_a_killed_orders_instance_has_its_sagas_finished_exactly_once(
         except httpx.HTTPError as exc:
             answers.append(exc)
 
-    clients = [threading.Thread(target=place, args=(p,)) for p in (40, 41, 42)]
+    products = (40, 41, 42, 43, 44, 45)
+    clients = [threading.Thread(target=place, args=(p,)) for p in products]
     for c in clients:
         c.start()
     wait_until(
-        lambda: log.read_text().count('"event":"saga paused"') - paused_before >= 3,
+        lambda: log.read_text().count('"event":"saga paused"') - paused_before >= len(products),
         timeout=20,
         message="the sagas never reached the pause",
     )
@@ -202,26 +211,28 @@ def test_a_killed_orders_instance_has_its_sagas_finished_exactly_once(
         page = httpx.get(
             f"{replicas.gateway}/api/v1/orders", params={"limit": 50}, headers=user.headers
         ).json()["items"]
-        return [o for o in page if o["items"][0]["product_id"] in (40, 41, 42)]
+        return [o for o in page if o["items"][0]["product_id"] in products]
 
     def all_finished() -> list[dict[str, Any]] | None:
         found = mine()
-        done = len(found) == 3 and all(o["status"] != "pending" for o in found)
+        done = len(found) == len(products) and all(o["status"] != "pending" for o in found)
         return found if done else None
 
     finished = wait_until(all_finished, timeout=40, message="the paused sagas were not finished")
-    assert len(finished) == 3
     ids = {o["id"] for o in finished}
     assert {o["status"] for o in finished} == {"confirmed"}
     # Recovered exactly once each, whichever instance leased it.
     recovered: Counter[str] = Counter()
-    for instance in ("orders", "orders-2"):
+    by_instance: Counter[str] = Counter()
+    for instance in instances("orders"):
         for line in (replicas.state_dir / "logs" / f"{instance}.log").read_text().splitlines():
             if '"event":"saga recovered"' in line:
                 entry = json.loads(line)
                 if entry["order_id"] in ids:
                     recovered[entry["order_id"]] += 1
+                    by_instance[instance] += 1
     assert recovered == Counter(dict.fromkeys(ids, 1)), recovered
+    print(f"sagas recovered per orders instance: {dict(by_instance)}")
     for order_id in ids:
         charges = [
             httpx.get(f"{replicas.url(p)}/charges/{order_id}", timeout=5)
