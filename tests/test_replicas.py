@@ -279,3 +279,40 @@ def test_a_rolling_restart_under_load_fails_no_request(
     assert {r["instance"]: r["old_pid"] for r in restarted} == before
     during = out["requests-during-the-restart"]
     assert during["statuses"].keys() <= {"200"}, during
+
+
+def test_redline_restart_replaces_every_instance_of_a_service(replicas: Stack) -> None:
+    """The command line, without --rolling: every payments instance at once, each ready again."""
+    before = {i: (replicas.state() or {})["components"][i]["pid"] for i in instances("payments")}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "redline", "restart", "payments",
+            "--state-dir", str(replicas.state_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = {i: (replicas.state() or {})["components"][i]["pid"] for i in instances("payments")}
+    assert all(after[i] != before[i] for i in before), (before, after)
+    for instance in instances("payments"):
+        assert f"{instance}: pid {before[instance]} -> {after[instance]}" in result.stdout
+        assert httpx.get(f"{replicas.url(instance)}/health/ready", timeout=5).status_code == 200
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "redline",
+            "restart",
+            "nosuch",
+            "--state-dir",
+            str(replicas.state_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2  # argparse: not a service
