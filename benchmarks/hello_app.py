@@ -1,7 +1,14 @@
-"""The hello route the overhead benchmark serves, plain or instrumented.
+"""The hello route the overhead benchmark serves: plain, instrumented, or the stock stack.
 
-``python benchmarks/hello_app.py plain|instrumented PORT`` — one uvicorn
-worker, same server options for both, so the difference is the telemetry.
+``python benchmarks/hello_app.py plain|instrumented|stock PORT`` — one uvicorn
+worker, same server options for all, so the difference is the telemetry.
+
+``stock`` is what a Litestar user would otherwise assemble from the shelf:
+Litestar's own OpenTelemetry plugin as shipped (its ASGI middleware, default
+settings) on an SDK tracer provider with a batch processor and the OTLP/HTTP
+exporter (``OTEL_EXPORTER_OTLP_ENDPOINT``), plus Litestar's Prometheus
+middleware with grouped paths and its ``/metrics`` controller. No access log:
+Litestar's stack has none by default.
 """
 
 from __future__ import annotations
@@ -25,7 +32,28 @@ def build(variant: str) -> Litestar:
 
         plugin = TelemetryPlugin(TelemetryConfig(service_name="bench", instrument_asyncpg=False))
         return Litestar(route_handlers=[hello], plugins=[plugin], logging_config=None)
-    raise SystemExit(f"unknown variant {variant!r}: expected plain or instrumented")
+    if variant == "stock":
+        return stock()
+    raise SystemExit(f"unknown variant {variant!r}: expected plain, instrumented or stock")
+
+
+def stock() -> Litestar:
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+    from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    prometheus = PrometheusConfig(app_name="bench", group_path=True)
+    return Litestar(
+        route_handlers=[hello, PrometheusController],
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider))],
+        middleware=[prometheus.middleware],
+        logging_config=None,
+    )
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def main() -> None:
         ),
     ]
     sink = subprocess.Popen(
-        [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)],
+        [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port), "--no-count"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

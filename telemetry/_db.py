@@ -1,38 +1,172 @@
 """Database telemetry: query spans, query-duration histogram, pool gauges.
 
-Spans come from opentelemetry-instrumentation-asyncpg (stable database
-semantic conventions). Durations come from asyncpg's own query logger, which
-times every statement on the connection, so the histogram does not depend on
-the sampling decision. Pool gauges are read from the pool at scrape time.
+Spans: one CLIENT span per statement, named and attributed by the stable
+database semantic conventions: ``{db.operation.name} {db.collection.name}``
+("SELECT products", "INSERT orders"), with ``db.system.name``,
+``db.namespace``, ``db.operation.name``, ``db.collection.name``,
+``db.query.text`` (the statement as written: parameters travel separately as
+``$n`` and are never recorded) and ``server.address``/``server.port``.
+Transaction control (``BEGIN``, ``COMMIT``, ``ROLLBACK``, savepoints) makes
+no span of its own: a ``ROLLBACK`` is an event on the surrounding span, and
+``REDLINE_DB_TRANSACTION_SPANS=true`` brings the spans back for debugging.
+One order used to carry ~70 spans, a third of them ``BEGIN;``/``COMMIT;``.
+
+opentelemetry-instrumentation-asyncpg names a span by the statement's first
+word only ("SELECT") and spans every ``BEGIN;``; it is not used. The wrapper
+below parses each distinct statement once (the services' SQL is constant
+text), so a statement's name and attributes are one dictionary lookup.
+
+Durations come from asyncpg's own query logger, which times every statement
+on the connection, so the histogram does not depend on the sampling decision.
+Pool gauges are read from the pool at scrape time.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Metric
 from prometheus_client.core import GaugeMetricFamily
 
 from telemetry._metrics import DB_OPERATION_DURATION, register_callback_collector
 
-_instrumented = False
+# The Connection methods that run a statement; asyncpg's transactions send their
+# BEGIN/COMMIT/ROLLBACK through ``execute`` too.
+_METHODS = ("execute", "executemany", "fetch", "fetchval", "fetchrow", "fetchmany")
+TRANSACTION_CONTROL = frozenset(
+    {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE"}
+)
+# The first table a statement names: after INTO, UPDATE or TABLE, or after FROM
+# or JOIN unless it is a function call (``extract(epoch FROM min(created_at))``).
+_NAME = r'(?:"[^"]+"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]+"|[A-Za-z_][\w$]*))*'
+_COLLECTION = re.compile(
+    rf"\b(?:INTO|UPDATE|TABLE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_NAME})|\b(?:FROM|JOIN)\s+({_NAME})(?![\w$]|\s*\()",
+    re.IGNORECASE,
+)
+_COMMENT = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)
+_NOT_A_TABLE = frozenset({"SELECT", "LATERAL", "ONLY", "SET", "SKIP", "NOWAIT", "OF"})
+_originals: dict[str, Callable[..., Awaitable[Any]]] = {}
+
+
+class Statement:
+    """What a statement's span carries, computed once per distinct query text."""
+
+    __slots__ = ("attributes", "control", "name", "operation")
+
+    def __init__(self, query: str) -> None:
+        text = _COMMENT.sub("", query).strip()
+        self.operation = operation_name(text)
+        self.control = self.operation in TRANSACTION_CONTROL
+        collection = None if self.control else collection_name(text, self.operation)
+        self.name = f"{self.operation} {collection}" if collection else self.operation
+        self.attributes: dict[str, str] = {
+            "db.system.name": "postgresql",
+            "db.operation.name": self.operation,
+            "db.query.text": query,
+        }
+        if collection:
+            self.attributes["db.collection.name"] = collection
+
+
+def collection_name(query: str, operation: str) -> str | None:
+    """The first table the statement names, as written (schema prefix included)."""
+    if operation == "WITH":
+        # The CTE's own name is not a table; its body's first one is.
+        body = query.find("(")
+        query = query[body:] if body >= 0 else query
+    for match in _COLLECTION.finditer(query):
+        name = match.group(1) or match.group(2)
+        if name.upper() not in _NOT_A_TABLE:
+            return name
+    return None
 
 
 def instrument_asyncpg(tracer_provider: Any) -> None:
-    """Patch asyncpg once per process to emit CLIENT spans per statement."""
-    global _instrumented
-    if _instrumented:
+    """Patch asyncpg's ``Connection`` once per process to emit a CLIENT span per statement."""
+    if _originals:
         return
-    # Stable names (db.system.name, db.query.text, db.namespace) instead of the
-    # pre-1.26 ones, unless an operator chose otherwise.
-    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "database")
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    import asyncpg.connection
 
-    AsyncPGInstrumentor().instrument(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
-    _instrumented = True
+    tracer = trace.get_tracer("telemetry.db", tracer_provider=tracer_provider)
+    debug = os.environ.get("REDLINE_DB_TRANSACTION_SPANS", "").lower() in {"1", "true", "yes"}
+    statements: dict[str, Statement] = {}
+    connection_attributes: dict[tuple[Any, Any], dict[str, Any]] = {}
+    get_current_span = trace.get_current_span
+    client = SpanKind.CLIENT
+    # With a parent-based sampler (the default delegates), a child of an
+    # unsampled span is never sampled: skip making the non-recording span.
+    from telemetry._server_span import _root_bound
+
+    parent_decides = _root_bound(getattr(tracer_provider, "sampler", None)) is not None
+
+    def attributes_for(conn: Any, statement: Statement) -> dict[str, Any]:
+        params, addr = getattr(conn, "_params", None), getattr(conn, "_addr", None)
+        key = (getattr(params, "database", None), addr)
+        extra = connection_attributes.get(key)
+        if extra is None:
+            extra = {}
+            if key[0]:
+                extra["db.namespace"] = key[0]
+            if isinstance(addr, tuple):
+                extra["server.address"], extra["server.port"] = addr[0], addr[1]
+            elif isinstance(addr, str):
+                extra["server.address"] = addr
+            connection_attributes[key] = extra
+        return {**statement.attributes, **extra}
+
+    def wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(method)
+        async def traced(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            statement = statements.get(query)
+            if statement is None:
+                statement = statements[query] = Statement(query)
+            if statement.control and not debug:
+                if statement.operation == "ROLLBACK" and is_instrumentation_enabled():
+                    get_current_span().add_event(
+                        "db.transaction.rollback", {"db.query.text": query}
+                    )
+                return await method(self, query, *args, **kwargs)
+            if not is_instrumentation_enabled():
+                return await method(self, query, *args, **kwargs)
+            if parent_decides:
+                parent = get_current_span().get_span_context()
+                if parent.is_valid and not parent.trace_flags.sampled:
+                    return await method(self, query, *args, **kwargs)
+            span = tracer.start_span(
+                statement.name, kind=client, attributes=attributes_for(self, statement)
+            )
+            try:
+                return await method(self, query, *args, **kwargs)
+            except BaseException as exc:
+                if span.is_recording() and isinstance(exc, Exception):
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR))
+                raise
+            finally:
+                span.end()
+
+        return traced
+
+    for name in _METHODS:
+        original = getattr(asyncpg.connection.Connection, name)
+        _originals[name] = original
+        setattr(asyncpg.connection.Connection, name, wrap(original))
+
+
+def uninstrument_asyncpg() -> None:
+    """Undo ``instrument_asyncpg`` (tests)."""
+    import asyncpg.connection
+
+    for name, original in _originals.items():
+        setattr(asyncpg.connection.Connection, name, original)
+    _originals.clear()
 
 
 def operation_name(query: str) -> str:

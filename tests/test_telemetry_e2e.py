@@ -47,7 +47,7 @@ def test_incoming_traceparent_parents_the_server_span_and_a_db_child(
             s.trace_id == trace_id and s.parent_span_id == server.span_id and s.kind == "CLIENT"
         )
     )
-    assert db_spans[0].name == "SELECT"
+    assert db_spans[0].name == "SELECT products"  # {db.operation.name} {db.collection.name}
     assert db_spans[0].attributes.get("db.system.name") == "postgresql"
     # Only the one server span: no internal spans for ASGI send/receive.
     assert [s.kind for s in otlp.trace(trace_id)].count("SERVER") == 1

@@ -1,0 +1,206 @@
+"""Database spans as a developer reads them: named by the stable conventions, no BEGIN/COMMIT.
+
+The naming is checked on the services' own statements; the spans on a real
+PostgreSQL (embedded), through the services' ``Database`` and asyncpg's own
+transactions, with the SDK's in-memory exporter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import asyncpg
+import pytest
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind
+
+from services.chassis.db import Database
+from telemetry import _db
+from telemetry._db import Statement
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "collection"),
+    [
+        (
+            "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE",
+            "SELECT",
+            "reservations",
+        ),
+        (
+            "SELECT p.id, p.name FROM products p JOIN stock s ON s.product_id = p.id WHERE p.id = $1",
+            "SELECT",
+            "products",
+        ),
+        (
+            "INSERT INTO saga_events (order_id, step, outcome) VALUES ($1, 'created', 'ok')",
+            "INSERT",
+            "saga_events",
+        ),
+        ("  update orders SET step = $2 WHERE id = $1", "UPDATE", "orders"),
+        ("DELETE FROM idempotency_keys WHERE key = $1", "DELETE", "idempotency_keys"),
+        (
+            "SELECT count(*) AS n, extract(epoch FROM min(created_at)) AS oldest FROM outbox",
+            "SELECT",
+            "outbox",
+        ),
+        (
+            "WITH moved AS (UPDATE stock SET sold = sold + 1 RETURNING 1) SELECT count(*) FROM moved",
+            "WITH",
+            "stock",
+        ),
+        ('SELECT * FROM public."Orders" WHERE id = $1', "SELECT", 'public."Orders"'),
+        ("/* saga */ SELECT 1", "SELECT", None),
+        ("SELECT pg_advisory_lock($1)", "SELECT", None),
+        ('CREATE DATABASE "x"', "CREATE", None),
+    ],
+)
+def test_a_statement_is_named_operation_then_first_table(
+    query: str, name: str, collection: str | None
+) -> None:
+    statement = Statement(query)
+    assert statement.operation == name
+    assert statement.attributes.get("db.collection.name") == collection
+    assert statement.name == (f"{name} {collection}" if collection else name)
+    assert statement.attributes["db.query.text"] == query
+    assert statement.attributes["db.system.name"] == "postgresql"
+    assert not statement.control
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "BEGIN",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        "COMMIT;",
+        "ROLLBACK;",
+        "SAVEPOINT sp_1;",
+        "RELEASE SAVEPOINT sp_1;",
+        "ROLLBACK TO sp_1;",
+    ],
+)
+def test_transaction_control_is_recognised(query: str) -> None:
+    assert Statement(query).control
+
+
+@pytest.fixture
+def provider() -> Iterator[TracerProvider]:
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0)))
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    _db.uninstrument_asyncpg()  # whatever another test's service instrumented with
+    _db.instrument_asyncpg(provider)
+    yield provider
+    _db.uninstrument_asyncpg()
+
+
+@pytest.fixture
+def spans(provider: TracerProvider) -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+async def _an_order_like_unit_of_work(dsn: str) -> None:
+    db = Database(dsn, name="spans", min_size=1, max_size=1)
+    await db.start(wait=True)
+    try:
+        await db.execute("CREATE TABLE IF NOT EXISTS items (id int PRIMARY KEY, n int)")
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO items (id, n) VALUES ($1, $2)", 1, 1)
+            await conn.executemany("INSERT INTO items (id, n) VALUES ($1, $2)", [(2, 2), (3, 3)])
+            await conn.fetchrow("SELECT n FROM items WHERE id = $1", 1)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO items (id, n) VALUES ($1, $2)", 1, 1)
+        with suppress_instrumentation():
+            await db.fetchval("SELECT count(*) FROM items")
+    finally:
+        await db.close()
+
+
+def test_a_transaction_yields_statement_spans_and_no_begin_or_commit(
+    new_database: Callable[[str], str], spans: InMemorySpanExporter
+) -> None:
+    dsn = new_database("dbspans")
+    spans.clear()  # creating the database
+    asyncio.run(_an_order_like_unit_of_work(dsn))
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == [
+        "CREATE items",
+        "INSERT items",
+        "INSERT items",
+        "SELECT items",
+        "INSERT items",  # the failing one; its transaction's ROLLBACK is no span
+    ]
+    failed = spans.get_finished_spans()[-1]
+    assert failed.kind is SpanKind.CLIENT
+    assert failed.attributes is not None
+    assert failed.attributes["error.type"] == "UniqueViolationError"
+    assert failed.status.is_ok is False
+    select = spans.get_finished_spans()[3]
+    attributes = dict(select.attributes or {})
+    assert attributes.pop("server.address")
+    assert isinstance(attributes.pop("server.port"), int)
+    assert str(attributes.pop("db.namespace")).startswith("dbspans")
+    assert attributes == {
+        "db.system.name": "postgresql",
+        "db.operation.name": "SELECT",
+        "db.collection.name": "items",
+        "db.query.text": "SELECT n FROM items WHERE id = $1",
+    }
+
+
+def test_a_rollback_is_an_event_on_the_surrounding_span(
+    new_database: Callable[[str], str], provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    tracer = provider.get_tracer("test")
+
+    async def failing_step(db: Database) -> None:
+        async with db.transaction() as conn:
+            await conn.fetchval("SELECT 1")
+            raise RuntimeError("step failed")
+
+    async def work(dsn: str) -> None:
+        db = Database(dsn, name="rollback", min_size=1, max_size=1)
+        await db.start(wait=True)
+        try:
+            with tracer.start_as_current_span("saga step"), pytest.raises(RuntimeError):
+                await failing_step(db)
+        finally:
+            await db.close()
+
+    dsn = new_database("dbrollback")
+    spans.clear()
+    asyncio.run(work(dsn))
+    step = next(s for s in spans.get_finished_spans() if s.name == "saga step")
+    assert [e.name for e in step.events] == ["db.transaction.rollback"]
+    assert [s.name for s in spans.get_finished_spans()] == ["SELECT", "saga step"]
+
+
+def test_no_span_under_an_unsampled_parent(
+    new_database: Callable[[str], str], provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    unsampled = trace.NonRecordingSpan(
+        trace.SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=trace.TraceFlags(0))
+    )
+
+    async def work(dsn: str) -> None:
+        db = Database(dsn, name="unsampled", min_size=1, max_size=1)
+        await db.start(wait=True)
+        try:
+            with trace.use_span(unsampled):
+                await db.fetchval("SELECT 1")
+            await db.fetchval("SELECT 2")
+        finally:
+            await db.close()
+
+    dsn = new_database("dbunsampled")
+    spans.clear()
+    asyncio.run(work(dsn))
+    assert [s.name for s in spans.get_finished_spans()] == ["SELECT"]
