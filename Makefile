@@ -49,14 +49,14 @@ fmt: install  ## Format the code
 # The benchmarks also count instructions under valgrind; the tests do not need it.
 bench: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
 # Durations are estimates from each script's rounds and run times.
-bench: install system-deps  ## Run the instrumentation and client benchmarks (~12 min)
-	$(RUN)/python benchmarks/instrumentation_overhead.py  # ~3 min
+bench: install system-deps  ## Run the instrumentation and client benchmarks (~13 min)
+	$(RUN)/python benchmarks/instrumentation_overhead.py  # ~4 min (with the stock Litestar stack)
 	$(RUN)/python benchmarks/instruction_counts.py        # ~5 min (valgrind)
 	$(RUN)/python benchmarks/resilience_bench.py          # ~2 min
 	$(RUN)/python benchmarks/http_client.py               # ~2 min
 
 bench-all: SYSTEM_DEPS += valgrind:valgrind callgrind_control:valgrind
-bench-all: bench  ## Run every benchmark the README quotes (~32 min)
+bench-all: bench  ## Run every benchmark the README quotes (~40 min)
 	$(RUN)/python benchmarks/server_span.py               # ~1 min
 	$(RUN)/python benchmarks/otlp_encoding.py             # ~1 min
 	$(RUN)/python benchmarks/red_metrics.py               # ~1 min
@@ -65,6 +65,9 @@ bench-all: bench  ## Run every benchmark the README quotes (~32 min)
 	$(RUN)/python benchmarks/locust_throughput.py         # ~4 min
 	$(RUN)/python benchmarks/stack_memory.py              # ~1.5 min (starts a stack)
 	$(RUN)/python benchmarks/load_compare_noise.py --pairs 10  # ~7 min (starts a stack)
+	$(RUN)/python benchmarks/db_spans.py                  # ~1.5 min
+	$(RUN)/python benchmarks/gateway_hop.py               # ~2 min
+	$(RUN)/python benchmarks/order_capacity.py            # ~3-5 min (starts a stack)
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON
 	$(RUN)/python -m dashboards

@@ -12,7 +12,10 @@ confirmed order and the CPU milliseconds per confirmed order of every service
 process and of PostgreSQL (all its processes), read from /proc.
 
 The load generator runs on the same two cores as the platform (as the other
-end-to-end benchmarks do) and is counted in the table's last column.
+end-to-end benchmarks do) and is counted in the table's last column. The
+baseline, measured in the same run: the CPU of a bare Litestar request
+(``product_app.py`` under ``wrk``), and the CPU per order expressed in those,
+which moves less with the machine's load than milliseconds do.
 
     .venv/bin/python benchmarks/order_capacity.py [--rates 10,20,30,...] [--seconds 15]
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +137,32 @@ async def offer(
         await asyncio.gather(*tasks)
 
 
+def bare_request_us(seconds: float = 4.0) -> float:
+    """CPU µs per request of a bare Litestar route (``product_app.py``) under wrk, now.
+
+    The unit the CPU per order is also given in: it moves with the machine's
+    speed as the orders' CPU does, so runs on a busy and a quiet machine compare.
+    """
+    from instrumentation_overhead import run_wrk
+
+    port = free_port()
+    app = subprocess.Popen(
+        [sys.executable, str(HERE / "product_app.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/products/7"
+        wait_http(url, proc=app)
+        run_wrk(url, 1, 8)
+        before = cpu_seconds(app.pid)
+        _, n = run_wrk(url, seconds, 8)
+        return (cpu_seconds(app.pid) - before) / n * 1e6
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
 def sink_spans(url: str) -> int:
     return int(httpx.get(url, timeout=5).text)
 
@@ -145,18 +175,27 @@ def main() -> None:
     parser.add_argument(
         "--keep-going", action="store_true", help="run every rate, even after one fails"
     )
+    parser.add_argument(
+        "--py-spy",
+        action="append",
+        default=[],
+        metavar="SERVICE:FILE",
+        help="record SERVICE with py-spy (collapsed stacks) during the first step",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     logs = Path(tempfile.mkdtemp(prefix="redline-capacity-"))
     sink_port = free_port()
-    sink = subprocess.Popen(
+    sink_process = subprocess.Popen(
         [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     steps: list[Step] = []
+    sink = f"http://127.0.0.1:{sink_port}/spans"
+    names = f"http://127.0.0.1:{sink_port}/names"
     try:
-        wait_http(f"http://127.0.0.1:{sink_port}/spans", proc=sink)
+        wait_http(sink, proc=sink_process)
         with throwaway_postgres() as pg:
             from services.chassis.db import ensure_database
 
@@ -194,17 +233,61 @@ def main() -> None:
                 assert postmaster is not None
                 # Warm-up: connections, prepared statements, caches.
                 asyncio.run(offer(platform.gateway, users, rates[0], 3, Step(rates[0])))
-                time.sleep(6)  # its spans out of the first step's count
+                time.sleep(6)  # its spans out of the next count
+                # Spans per order, exactly: orders one at a time, then every span exported.
+                spans_before = sink_spans(sink)
+                names_before = httpx.get(names, timeout=5).json()
+                alone = Step(1)
+                asyncio.run(offer(platform.gateway, users, 2, 10, alone))
+                time.sleep(6)
+                spans_alone = (sink_spans(sink) - spans_before) / max(1, alone.confirmed)
+                print(f"{spans_alone:.1f} spans per order ({alone.confirmed} orders, 2/s):")
+                for name, count in sorted(httpx.get(names, timeout=5).json().items()):
+                    per_order = (count - names_before.get(name, 0)) / max(1, alone.confirmed)
+                    if per_order >= 0.05:
+                        print(f"  {per_order:5.2f}  {name}")
+                # What the processes burn with no traffic (health loops, recovery rounds).
+                idle_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                pg_idle = postgres_cpu(postmaster)
+                time.sleep(10)
+                idle = {n: (cpu_seconds(p) - idle_before[n]) * 100 for n, p in pids.items()}
+                idle["postgres"] = postgres_used(pg_idle, postgres_cpu(postmaster)) * 100
+                print(
+                    "idle CPU, ms/s: " + ", ".join(f"{n} {v:.1f}" for n, v in idle.items()),
+                    flush=True,
+                )
                 for rate in rates:
                     step = Step(rate)
                     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     pg_before = postgres_cpu(postmaster)
                     before["load generator"] = cpu_seconds()
-                    spans_before = sink_spans(f"http://127.0.0.1:{sink_port}/spans")
+                    spans_before = sink_spans(sink)
+                    spies = [
+                        subprocess.Popen(
+                            [
+                                shutil.which("py-spy") or "py-spy",
+                                "record",
+                                "--pid",
+                                str(pids[service]),
+                                "--format",
+                                "raw",
+                                "--duration",
+                                str(max(1, round(args.seconds) - 1)),
+                                "-o",
+                                path,
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
+                        for service, _, path in (s.partition(":") for s in args.py_spy)
+                        if rate == rates[0]
+                    ]
                     asyncio.run(offer(platform.gateway, users, rate, args.seconds, step))
+                    for spy in spies:
+                        spy.wait(timeout=60)
                     # Spans leave each process on the batch processor's schedule (5 s).
                     time.sleep(6)
-                    step.spans = sink_spans(f"http://127.0.0.1:{sink_port}/spans") - spans_before
+                    step.spans = sink_spans(sink) - spans_before
                     after = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     after["postgres"] = postgres_used(pg_before, postgres_cpu(postmaster))
                     before["postgres"] = 0.0
@@ -226,13 +309,15 @@ def main() -> None:
             finally:
                 platform.stop()
     finally:
-        sink.terminate()
-        sink.wait()
+        sink_process.terminate()
+        sink_process.wait()
 
-    report(steps, args.seconds)
+    # The baseline, after the platform stopped: a bare request's CPU on this machine now.
+    bare_us = bare_request_us()
+    report(steps, args.seconds, bare_us)
 
 
-def report(steps: list[Step], seconds: float) -> None:
+def report(steps: list[Step], seconds: float, bare_us: float) -> None:
     print()
     print(
         f"Open-loop orders through the gateway, {seconds:g} s per rate, 100 % sampled spans "
@@ -244,9 +329,9 @@ def report(steps: list[Step], seconds: float) -> None:
     print(
         "| offered/s | confirmed/s | p50 ms | p99 ms | errors | spans/order | "
         + " | ".join(f"{c} CPU ms" for c in columns)
-        + " | platform CPU ms/order | generator CPU ms |"
+        + " | platform CPU ms/order | in bare requests | generator CPU ms |"
     )
-    print("|" + "---:|" * (8 + len(columns)))
+    print("|" + "---:|" * (9 + len(columns)))
     for s in steps:
         platform_ms = sum(s.cpu_ms[c] for c in columns)
         print(
@@ -254,10 +339,15 @@ def report(steps: list[Step], seconds: float) -> None:
             f"{s.pct(50):.0f} | {s.pct(99):.0f} | {s.error_share:.2%} | "
             f"{s.spans / max(1, s.confirmed):.1f} | "
             + " | ".join(f"{s.cpu_ms[c]:.2f}" for c in columns)
-            + f" | **{platform_ms:.1f}** | {s.cpu_ms['load generator']:.1f} |"
+            + f" | **{platform_ms:.1f}** | {platform_ms * 1000 / bare_us:.0f}× "
+            f"| {s.cpu_ms['load generator']:.1f} |"
         )
     held = [s for s in steps if s.holds]
     print()
+    print(
+        f"Baseline, same run: a bare Litestar request (product_app.py, wrk -c8) costs "
+        f"{bare_us:.0f} µs of CPU; 'in bare requests' is the platform's CPU per order over that."
+    )
     if held:
         best = max(held, key=lambda s: s.rate)
         medians = statistics.median(sum(s.cpu_ms[c] for c in columns) for s in held)

@@ -204,3 +204,21 @@ def test_no_span_under_an_unsampled_parent(
     spans.clear()
     asyncio.run(work(dsn))
     assert [s.name for s in spans.get_finished_spans()] == ["SELECT"]
+
+
+def test_the_readiness_ping_is_not_traced(
+    new_database: Callable[[str], str], spans: InMemorySpanExporter
+) -> None:
+    async def work(dsn: str) -> None:
+        db = Database(dsn, name="ping", min_size=1, max_size=1)
+        await db.start(wait=True)
+        try:
+            await db.ping()
+            await db.fetchval("SELECT 1")
+        finally:
+            await db.close()
+
+    dsn = new_database("dbping")
+    spans.clear()
+    asyncio.run(work(dsn))
+    assert [s.name for s in spans.get_finished_spans()] == ["SELECT"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from services.chassis.errors import DatabaseUnavailable
 from services.chassis.migrations import migrate
@@ -210,10 +211,15 @@ class Database:
             return str(await conn.execute(query, *args))
 
     async def ping(self) -> None:
-        """The readiness check: a round trip on a pooled connection."""
+        """The readiness check: a round trip on a pooled connection.
+
+        Not traced: the health loop pings every 2 s, and each ping would be a
+        trace of its own (one lone ``SELECT`` span) in every service's list.
+        """
         if self._pool is None:
             raise DatabaseUnavailable(self.last_error or "not connected yet")
-        await self.fetchval("SELECT 1")
+        with suppress_instrumentation():
+            await self.fetchval("SELECT 1")
 
 
 def _describe(exc: BaseException) -> str:

@@ -185,7 +185,36 @@ async def advance(
     owner: str,
     lease_seconds: float,
 ) -> bool:
-    """Record a step, renewing the lease. False if another process holds the order now."""
+    """Record a step, renewing the lease. False if another process holds the order now.
+
+    A step that announces nothing is one statement (the update and its event
+    in one data-modifying CTE: atomic and durable like the transaction it
+    replaces, one round trip instead of four). Reaching a final state also
+    writes the outbox event, so it takes a transaction.
+    """
+    if status not in _ANNOUNCED:
+        moved = await db.fetchval(
+            """WITH updated AS (
+                   UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
+                          lease_owner = $5, lease_until = now() + make_interval(secs => $6),
+                          updated_at = now()
+                   WHERE id = $1 AND status = 'pending' AND lease_owner = $5
+                   RETURNING id
+               ), recorded AS (
+                   INSERT INTO saga_events (order_id, step, outcome, detail)
+                   SELECT id, $2, $7, $8 FROM updated
+               )
+               SELECT count(*) FROM updated""",
+            order_id,
+            step,
+            status,
+            reason,
+            owner,
+            lease_seconds,
+            outcome,
+            detail,
+        )
+        return bool(moved)
     async with db.transaction() as conn:
         updated = await conn.fetchrow(
             """UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
@@ -209,22 +238,21 @@ async def advance(
             outcome,
             detail,
         )
-        if status in _ANNOUNCED:  # in this transaction: the event exists iff the change does
-            await enqueue(
-                conn,
-                event_type=f"order.{status}",
-                source="orders",
-                data={
-                    "order_id": str(order_id),
-                    "user_id": str(updated["user_id"]),
-                    "status": status,
-                    "reason": updated["reason"] if status == "cancelled" else None,
-                    "total_cents": updated["total_cents"],
-                    "currency": updated["currency"],
-                },
-            )
-    if status in _ANNOUNCED:
-        wake_relays()
+        # In this transaction: the event exists iff the change does.
+        await enqueue(
+            conn,
+            event_type=f"order.{status}",
+            source="orders",
+            data={
+                "order_id": str(order_id),
+                "user_id": str(updated["user_id"]),
+                "status": status,
+                "reason": updated["reason"] if status == "cancelled" else None,
+                "total_cents": updated["total_cents"],
+                "currency": updated["currency"],
+            },
+        )
+    wake_relays()
     return True
 
 
