@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,22 @@ async def offer(
         await asyncio.gather(*tasks)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def start(platform: Platform) -> None:
+    """``Platform.start`` with more patience: on a busy machine a service may take > 30 s."""
+    from services.topology import start_order
+
+    try:
+        for name in start_order():
+            platform[name].start(timeout=180)
+    except BaseException:
+        platform.stop()
+        raise
+
+
 def bare_request_us(seconds: float = 4.0) -> float:
     """CPU µs per request of a bare Litestar route (``product_app.py``) under wrk, now.
 
@@ -183,6 +200,9 @@ def main() -> None:
         help="record SERVICE with py-spy (collapsed stacks) during the first step",
     )
     args = parser.parse_args()
+    # Stopped with SIGTERM (or SIGINT in a background job, where it is ignored):
+    # unwind, so the services and PostgreSQL are stopped too.
+    signal.signal(signal.SIGTERM, _interrupted)
     rates = [float(r) for r in args.rates.split(",")]
     logs = Path(tempfile.mkdtemp(prefix="redline-capacity-"))
     sink_port = free_port()
@@ -225,7 +245,8 @@ def main() -> None:
                     }
                     for name in PROCESSES
                 },
-            ).start()
+            )
+            start(platform)
             try:
                 users = [sign_up(platform.gateway).headers for _ in range(args.users)]
                 pids = {name: platform[name].proc.pid for name in PROCESSES}  # type: ignore[union-attr]

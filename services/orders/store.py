@@ -53,6 +53,23 @@ def request_hash(body: Any) -> str:
     ).hexdigest()
 
 
+# Claims the key unless someone holds it: RETURNING true only when claimed. A
+# conflicting row is locked even when not updated (ON CONFLICT DO UPDATE).
+_CLAIM = """INSERT INTO idempotency_keys
+                (user_id, key, request_hash, claim_token, claimed_until)
+            VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+            ON CONFLICT (user_id, key) DO UPDATE
+                SET request_hash = EXCLUDED.request_hash,
+                    claim_token = EXCLUDED.claim_token,
+                    claimed_until = EXCLUDED.claimed_until,
+                    order_id = NULL, response_status = NULL, response_body = NULL,
+                    created_at = DEFAULT, expires_at = DEFAULT
+                WHERE idempotency_keys.expires_at <= now()
+                   OR (idempotency_keys.order_id IS NULL
+                       AND idempotency_keys.claimed_until <= now())
+            RETURNING true"""
+
+
 async def claim_key(
     db: Database, user_id: UUID, key: str, digest: str, *, lease_seconds: float
 ) -> KeyClaim:
@@ -63,27 +80,13 @@ async def claim_key(
     release the key): either way nothing replays it any more.
     """
     token = uuid.uuid4()
+    args = (user_id, key, digest, token, lease_seconds)
+    # The common case, a key never seen: the claim alone, no transaction around it.
+    if await db.fetchval(_CLAIM, *args):
+        return KeyClaim(KeyState.NEW, token=token)
+    # Taken: claim again (it may have become free) and read it under the row's lock.
     async with db.transaction() as conn:
-        claimed = await conn.fetchval(
-            """INSERT INTO idempotency_keys
-                   (user_id, key, request_hash, claim_token, claimed_until)
-               VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-               ON CONFLICT (user_id, key) DO UPDATE
-                   SET request_hash = EXCLUDED.request_hash,
-                       claim_token = EXCLUDED.claim_token,
-                       claimed_until = EXCLUDED.claimed_until,
-                       order_id = NULL, response_status = NULL, response_body = NULL,
-                       created_at = DEFAULT, expires_at = DEFAULT
-                   WHERE idempotency_keys.expires_at <= now()
-                      OR (idempotency_keys.order_id IS NULL
-                          AND idempotency_keys.claimed_until <= now())
-               RETURNING true""",
-            user_id,
-            key,
-            digest,
-            token,
-            lease_seconds,
-        )
+        claimed = await conn.fetchval(_CLAIM, *args)
         if claimed:
             return KeyClaim(KeyState.NEW, token=token)
         row = await conn.fetchrow(
@@ -135,42 +138,50 @@ async def create_order(
     owner: str,
     lease_seconds: float,
 ) -> bool:
-    """Create the order under its key; False (nothing created) if the claim is no longer ours."""
+    """Create the order under its key; False (nothing created) if the claim is no longer ours.
+
+    One statement: the key's claim, the order, its items and its first saga
+    event, each written only if the claim was still this request's. Atomic and
+    durable as the transaction it replaces, in one round trip instead of six.
+    """
     total = sum(i.quantity * i.unit_price_cents for i in items)
-    async with db.transaction() as conn:
-        ours = await conn.fetchval(
-            "UPDATE idempotency_keys SET order_id = $3 "
-            "WHERE user_id = $1 AND key = $2 AND claim_token = $4 AND order_id IS NULL "
-            "RETURNING true",
-            user_id,
-            key,
-            order_id,
-            claim,
-        )
-        if not ours:
-            return False
-        await conn.execute(
-            """INSERT INTO orders (id, user_id, status, step, total_cents, payment_method,
+    created = await db.fetchval(
+        """WITH claimed AS (
+               UPDATE idempotency_keys SET order_id = $3
+               WHERE user_id = $1 AND key = $2 AND claim_token = $4 AND order_id IS NULL
+               RETURNING order_id
+           ), created AS (
+               INSERT INTO orders (id, user_id, status, step, total_cents, payment_method,
                                    lease_owner, lease_until)
-               VALUES ($1, $2, 'pending', 'created', $3, $4, $5,
-                       now() + make_interval(secs => $6))""",
-            order_id,
-            user_id,
-            total,
-            payment_method,
-            owner,
-            lease_seconds,
-        )
-        await conn.executemany(
-            "INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            [(order_id, i.product_id, i.name, i.quantity, i.unit_price_cents) for i in items],
-        )
-        await conn.execute(
-            "INSERT INTO saga_events (order_id, step, outcome) VALUES ($1, 'created', 'ok')",
-            order_id,
-        )
-    return True
+               SELECT order_id, $1::uuid, 'pending', 'created', $5::integer, $6::text, $7::text,
+                      now() + make_interval(secs => $8::double precision)
+               FROM claimed
+               RETURNING id
+           ), listed AS (
+               INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents)
+               SELECT created.id, item.product_id, item.name, item.quantity, item.price
+               FROM created,
+                    unnest($9::integer[], $10::text[], $11::integer[], $12::integer[])
+                        AS item (product_id, name, quantity, price)
+           ), recorded AS (
+               INSERT INTO saga_events (order_id, step, outcome)
+               SELECT id, 'created', 'ok' FROM created
+           )
+           SELECT count(*) FROM created""",
+        user_id,
+        key,
+        order_id,
+        claim,
+        total,
+        payment_method,
+        owner,
+        lease_seconds,
+        [i.product_id for i in items],
+        [i.name for i in items],
+        [i.quantity for i in items],
+        [i.unit_price_cents for i in items],
+    )
+    return bool(created)
 
 
 async def advance(
