@@ -67,6 +67,7 @@ bench-all: bench  ## Run every benchmark the README quotes (~40 min)
 	$(RUN)/python benchmarks/load_compare_noise.py --pairs 10  # ~7 min (starts a stack)
 	$(RUN)/python benchmarks/db_spans.py                  # ~1.5 min
 	$(RUN)/python benchmarks/gateway_hop.py               # ~2 min
+	$(RUN)/python benchmarks/telemetry_routes.py          # ~2 min
 	$(RUN)/python benchmarks/order_capacity.py            # ~3-5 min (starts a stack)
 
 dashboards: install  ## Regenerate the Grafana dashboards' JSON

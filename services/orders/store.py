@@ -307,15 +307,34 @@ _ORDER_COLUMNS = (
 
 
 async def load(conn: asyncpg.Connection, order_id: UUID) -> tuple[Order, UUID, str] | None:
-    """(order, its user, its payment method)."""
-    row = await conn.fetchrow(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)  # noqa: S608
-    if row is None:
-        return None
-    items = await conn.fetch(
-        "SELECT product_id, name, quantity, unit_price_cents FROM order_items "
-        "WHERE order_id = $1 ORDER BY product_id",
+    """(order, its user, its payment method), in one round trip: the items come as arrays.
+
+    The saga reads its order after every step; two statements each time were
+    a quarter of an order's round trips to PostgreSQL.
+    """
+    row = await conn.fetchrow(
+        f"""SELECT {_ORDER_COLUMNS}, items.product_ids, items.names, items.quantities, items.prices
+            FROM orders,
+                 LATERAL (SELECT array_agg(product_id ORDER BY product_id) AS product_ids,
+                                 array_agg(name ORDER BY product_id) AS names,
+                                 array_agg(quantity ORDER BY product_id) AS quantities,
+                                 array_agg(unit_price_cents ORDER BY product_id) AS prices
+                          FROM order_items WHERE order_items.order_id = orders.id) AS items
+            WHERE id = $1""",  # noqa: S608 - constant columns
         order_id,
     )
+    if row is None:
+        return None
+    items = [
+        {"product_id": p, "name": n, "quantity": q, "unit_price_cents": c}
+        for p, n, q, c in zip(
+            row["product_ids"] or (),
+            row["names"] or (),
+            row["quantities"] or (),
+            row["prices"] or (),
+            strict=True,
+        )
+    ]
     return _order(row, items), row["user_id"], row["payment_method"]
 
 
