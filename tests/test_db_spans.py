@@ -222,3 +222,30 @@ def test_the_readiness_ping_is_not_traced(
     spans.clear()
     asyncio.run(work(dsn))
     assert [s.name for s in spans.get_finished_spans()] == ["SELECT"]
+
+
+def test_transaction_spans_come_back_at_the_debug_setting(
+    new_database: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDLINE_DB_TRANSACTION_SPANS", "true")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    dsn = new_database("dbdebug")
+
+    async def work() -> None:
+        db = Database(dsn, name="debug", min_size=1, max_size=1)
+        await db.start(wait=True)
+        try:
+            async with db.transaction() as conn:
+                await conn.fetchval("SELECT 1")
+        finally:
+            await db.close()
+
+    _db.uninstrument_asyncpg()
+    _db.instrument_asyncpg(provider)
+    try:
+        asyncio.run(work())
+    finally:
+        _db.uninstrument_asyncpg()
+    assert [s.name for s in exporter.get_finished_spans()] == ["BEGIN", "SELECT", "COMMIT"]
