@@ -197,6 +197,7 @@ def _value() -> list[object]:
 
 OUTBOXES = '{job=~"orders|accounts"}'
 NOTIFICATIONS = '{job="notifications"}'
+NATS = '{job="nats"}'
 
 
 def _events() -> list[object]:
@@ -283,6 +284,22 @@ def _events() -> list[object]:
             ],
             PER_MINUTE,
         ),
+        timeseries(
+            "NATS server: up, messages in and out, stored",
+            "The broker's own view (its /varz and /jsz, through redline/nats_exporter.py): "
+            "0 on up while NATS does not answer; messages per second it received and sent; "
+            "messages its streams hold (EVENTS keeps every event, DEADLETTER the given-up ones).",
+            [
+                target(f"max(nats_up{NATS})", "up"),
+                target(sum_rate("nats_in_messages_total", NATS), "in/s"),
+                target(sum_rate("nats_out_messages_total", NATS), "out/s"),
+                target(
+                    f"sum by (stream) (nats_jetstream_stream_messages{NATS})",
+                    "{{stream}} stored",
+                ),
+            ],
+            "short",
+        ),
     ]
 
 
@@ -304,7 +321,7 @@ def build() -> g.Dashboard:
                 ("Order saga", _saga(), 3),
                 ("Payments", _payments(), 4),
                 ("Order value", _value(), 3),
-                ("Events and notifications", _events(), 5),
+                ("Events and notifications", _events(), 3),
             ]
         ),
     )

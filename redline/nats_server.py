@@ -2,13 +2,15 @@
 
 One server, JetStream on, its file store in the state folder, the monitoring
 endpoint on its own port (``/healthz`` gates readiness: it answers 200 only
-once JetStream is up; ``/varz``, ``/jsz`` for operators). ``redline up`` and
-the tests build the same command line here.
+once JetStream is up; ``/varz``, ``/jsz`` for operators, and for
+``redline/nats_exporter.py``, which Prometheus scrapes). ``redline up`` and
+the tests build the same command lines here.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,35 @@ def component(*, host: str, port: int, monitor_port: int, state_dir: Path, resta
         ready_url=health_url(host, monitor_port),
         url=f"nats://{host}:{port}",
         role=f"event bus (JetStream; monitoring http://{host}:{monitor_port})",
+        restart=restart,
+    )
+
+
+# Prometheus's job for redline/nats_exporter.py, natively and in compose.
+PROMETHEUS_JOB = "nats"
+
+
+def exporter_component(*, host: str, port: int, monitor_port: int, restart: bool) -> Any:
+    """The supervisor's component for the NATS exporter (``/metrics`` from ``/varz``, ``/jsz``)."""
+    from redline.supervisor import Component
+
+    return Component(
+        name="nats-exporter",
+        argv=[
+            sys.executable,
+            "-m",
+            "redline.nats_exporter",
+            "--monitor",
+            f"http://{host}:{monitor_port}",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ],
+        ready_url=f"http://{host}:{port}/metrics",
+        url=f"http://{host}:{port}/metrics",
+        role="NATS's /varz and /jsz as Prometheus metrics (job nats)",
+        cwd=str(Path(__file__).resolve().parent.parent),
         restart=restart,
     )
 

@@ -56,6 +56,8 @@ DEFAULT_PORTS: dict[str, int] = {
     # Events (issue 16): NATS with JetStream, its monitoring port, the SMTP sink.
     "nats": 4222,
     "nats-monitor": 8222,
+    # NATS's monitoring JSON as Prometheus metrics (redline/nats_exporter.py).
+    "nats-exporter": 7777,
     "mail-sink": 2525,
     # The OpenTelemetry Collector: OTLP in, its own metrics, span metrics, health.
     "collector": 4318,
@@ -260,7 +262,7 @@ class Stack:
             "mail-sink",
         ]
         if nats.binary():
-            wanted += ["nats", "nats-monitor"]
+            wanted += ["nats", "nats-monitor", "nats-exporter"]
         if o.with_prometheus:
             wanted += ["prometheus", "alertmanager"]
         if pipeline:
@@ -362,6 +364,14 @@ class Stack:
             return
         self.sup.start(comp)
         self.rows.append(("nats", comp.url or "", comp.role))
+        exporter = nats.exporter_component(
+            host=o.host,
+            port=o.ports["nats-exporter"],
+            monitor_port=o.ports["nats-monitor"],
+            restart=o.restart,
+        )
+        self.sup.start(exporter)
+        self.rows.append(("nats-exporter", exporter.url or "", exporter.role))
         self._write_state("starting")
 
     def _start_services(self, base_dsn: str, otlp: str | None) -> None:
@@ -471,7 +481,8 @@ class Stack:
                 scrape_interval=o.scrape_interval,
                 evaluation_interval=o.scrape_interval,
                 self_address=f"{o.host}:{o.ports['prometheus']}",
-                extra_targets={**self._pipeline_jobs(), **o.extra_scrape} or None,
+                extra_targets={**self._pipeline_jobs(), **self._nats_job(), **o.extra_scrape}
+                or None,
             )
         )
         data = o.state_dir / "prometheus-data"
@@ -562,6 +573,12 @@ class Stack:
             ("collector", self.url("collector"), "OTLP in; span metrics; logs from files")
         )
         return self.url("collector")
+
+    def _nats_job(self) -> dict[str, str]:
+        """The NATS exporter's job, when NATS runs (compose's job name)."""
+        if not any(c.name == "nats-exporter" for c in self.sup.components):
+            return {}
+        return {nats.PROMETHEUS_JOB: f"{self.o.host}:{self.o.ports['nats-exporter']}"}
 
     def _pipeline_jobs(self) -> dict[str, str]:
         """Prometheus jobs for the Collector and Jaeger, when they run (compose's job names)."""

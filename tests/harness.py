@@ -317,9 +317,10 @@ STACK_COMPONENT_PORTS = (
     "prometheus",
     "alertmanager",
     "alert-sink",
-    # Events: NATS, its monitoring port, the SMTP sink.
+    # Events: NATS, its monitoring port and exporter, the SMTP sink.
     "nats",
     "nats-monitor",
+    "nats-exporter",
     "mail-sink",
     # The Collector and Jaeger, when the stack runs them (no --otlp-endpoint).
     "collector",

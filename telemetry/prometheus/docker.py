@@ -33,6 +33,8 @@ EXTRA_TARGETS = {
     # records), and the span metrics of its span_metrics connector (Jaeger's
     # Monitor tab).
     "otel-collector": "otel-collector:8888",
+    # NATS's own numbers, through redline/nats_exporter.py.
+    "nats": "nats-exporter:7777",
     "spanmetrics": "otel-collector:8889",
     "jaeger": "jaeger:8888",
     "loki": "loki:3100",

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from redline.mail_sink import read_maildir
-from tests.harness import ROOT, Stack, sign_up, wait_until
+from tests.harness import ROOT, Stack, prom_value, sign_up, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,20 @@ def test_status_lists_nats_and_notifications_ready(stack: Stack) -> None:
     assert state is not None
     assert state["components"]["nats"]["ready_url"].endswith("/healthz")
     table = {row[0] for row in state["table"]}
-    assert {"nats", "notifications", "mail-sink"} <= table
+    assert {"nats", "nats-exporter", "notifications", "mail-sink"} <= table
+
+
+def test_prometheus_scrapes_nats_own_numbers_as_job_nats(stack: Stack) -> None:
+    """redline up runs the exporter beside NATS and Prometheus scrapes it (job nats)."""
+
+    def scraped() -> bool:
+        return (
+            prom_value(stack.prometheus, 'nats_up{job="nats"}') == 1
+            and (prom_value(stack.prometheus, 'sum(nats_jetstream_streams{job="nats"})') or 0) >= 2
+        )
+
+    # EVENTS and DEADLETTER, created by the services' buses at start.
+    wait_until(scraped, timeout=30, message="job nats never reported NATS up with its streams")
 
 
 def test_an_order_placed_as_in_the_readme_is_one_mail_within_a_second(stack: Stack) -> None:
