@@ -9,6 +9,9 @@ additions into Locust's events:
 - trace ids of the slowest and failed requests (:mod:`loadtests.tracing`):
   workers ship theirs with every stats report, the master merges; printed and
   written (``--trace-report``, default ``<--csv>_traces.json``) at the end.
+- commit → mail delays of the notifications the journeys listed
+  (:mod:`loadtests.notification_delays`): shipped and merged the same way;
+  their p50/p95/p99 printed and written with the trace report.
 - Prometheus metrics on ``--prometheus-port`` (:mod:`loadtests.metrics`),
   from the master or the single local process.
 - thresholds (:mod:`loadtests.thresholds`): broken ones set the exit code and
@@ -30,7 +33,16 @@ from typing import Any
 from locust import LoadTestShape, events
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests import metrics, open_model, options, results, shapes, summary, thresholds
+from loadtests import (
+    metrics,
+    notification_delays,
+    open_model,
+    options,
+    results,
+    shapes,
+    summary,
+    thresholds,
+)
 from loadtests.arrivals import LAG, OpenArrivals
 from loadtests.journeys import Browser, Shopper
 from loadtests.timeline import Timeline
@@ -44,6 +56,7 @@ _log = logging.getLogger("redline.loadtest")
 MESSAGE_KEY = "redline_traces"
 LAG_KEY = "redline_open_model"
 TIMELINE_KEY = "redline_timeline"
+DELAYS_KEY = "redline_notification_delays"
 FINAL_REPORTS_TIMEOUT = 10.0
 
 
@@ -193,6 +206,7 @@ def _on_test_start(**_: Any) -> None:
     LAG.reset()
     RUN.timeline.reset()
     RUN.started_at, RUN.stopped_at = time.time(), 0.0
+    notification_delays.RECORDER.reset()
 
 
 def _on_test_stop(**_: Any) -> None:
@@ -204,9 +218,11 @@ def _ship_traces(client_id: str, data: dict[str, Any], **_: Any) -> None:
     data[TIMELINE_KEY] = RUN.timeline.drain()
     if LAG.scheduled:
         data[LAG_KEY] = LAG.drain()
+    data[DELAYS_KEY] = notification_delays.RECORDER.drain()
 
 
 def _receive_traces(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    notification_delays.RECORDER.merge(data.get(DELAYS_KEY) or [])
     payload = data.get(MESSAGE_KEY)
     if payload:
         RUN.recorder.merge(payload)
@@ -291,7 +307,9 @@ def _on_quitting(environment: Any, **_: Any) -> None:
         print(f"redline: this worker made {RUN.recorder.requests} requests", flush=True)
         return
     report = summary.report(RUN.recorder, parsed.jaeger_url)
+    report["notification_delay"] = notification_delays.RECORDER.summary()
     print(summary.render(report), flush=True)
+    print(notification_delays.render(report["notification_delay"]), flush=True)
     path = _trace_report_path(parsed)
     if path is not None:
         summary.write(path, report)
