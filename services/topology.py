@@ -23,6 +23,8 @@ class ServiceInfo:
     calls: tuple[str, ...] = ()
     has_database: bool = True
     summary: str = ""
+    # Talks to NATS JetStream: publishes its outbox (services/events) or consumes.
+    uses_nats: bool = False
 
     @property
     def ops_port(self) -> int:
@@ -54,13 +56,24 @@ SERVICES: dict[str, ServiceInfo] = {
             has_database=False,
             summary="public API: auth, rate limits, timeouts, routing",
         ),
-        ServiceInfo("accounts", 8001, summary="users, passwords, JWT access tokens"),
+        ServiceInfo(
+            "accounts", 8001, summary="users, passwords, JWT access tokens", uses_nats=True
+        ),
         ServiceInfo("inventory", 8002, summary="catalog and stock reservations"),
         ServiceInfo(
-            "orders", 8003, calls=("inventory", "payments"), summary="orders and the order saga"
+            "orders",
+            8003,
+            calls=("inventory", "payments"),
+            summary="orders and the order saga",
+            uses_nats=True,
         ),
         ServiceInfo("payments", 8004, summary="charges and refunds (simulated card processor)"),
-        ServiceInfo("notifications", 8005, summary="mail for order and account events (from NATS)"),
+        ServiceInfo(
+            "notifications",
+            8005,
+            summary="mail for order and account events (from NATS)",
+            uses_nats=True,
+        ),
     )
 }
 

@@ -120,6 +120,9 @@ def outputs() -> dict[Path, Callable[[], str]]:
                 lambda i: dump_all(m.database_objects(i)), info
             )
             resources.append(f"databases/{info.name}-postgres.yaml")
+    files[BASE_DIR / "events" / "nats.yaml"] = lambda: dump_all(m.nats_objects())
+    files[BASE_DIR / "events" / "mail-sink.yaml"] = lambda: dump_all(m.mail_sink_objects())
+    resources += ["events/nats.yaml", "events/mail-sink.yaml"]
     files[BASE_DIR / "telemetry" / "collector.yaml"] = lambda: dump_all(m.collector_objects())
     files[BASE_DIR / "telemetry" / "jaeger.yaml"] = lambda: dump_all(m.jaeger_objects())
     # The configs themselves, where the kustomization may read them (its own folder).

@@ -17,6 +17,7 @@ YAML under ``base/``; a test fails when the committed files are stale.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,13 @@ IMAGE = "redline"
 COLLECTOR_IMAGE = "redline-otelcol"
 JAEGER_IMAGE = "jaegertracing/jaeger:2.12.0"
 POSTGRES_IMAGE = "postgres:18.4-alpine"
+NATS_IMAGE = "nats:2.10.20-alpine3.20"
 # The Dockerfile's user; the Collector image's; postgres:*-alpine's `postgres`.
 APP_UID = 10001
 POSTGRES_UID = 70
+# The nats image runs as root by default; nats-server needs no privilege and
+# writes only its JetStream store (the volume, group-owned through fsGroup).
+NATS_UID = 1000
 
 
 # How often callers re-resolve a dependency's headless Service: the pod's
@@ -118,6 +123,19 @@ POSTGRES_RESOURCES: Obj = {
 AGENT_MEMORY_LIMIT_MIB = 256
 GATEWAY_MEMORY_LIMIT_MIB = 512
 # Jaeger: 60 MiB at rest (stack_memory.py), plus up to 50,000 traces in memory.
+# nats-server: 13 MiB resident at rest (its /varz `mem`); JetStream's file store
+# caches message blocks as it reads them. GOMEMLIMIT keeps the Go heap under
+# the limit (80 %), as the NATS Helm chart does.
+NATS_MEMORY_LIMIT_MIB = 512
+NATS_RESOURCES: Obj = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": f"{NATS_MEMORY_LIMIT_MIB}Mi"},
+}
+# The exporter and the mail sink: one Python process each, ~25 MiB at rest.
+SMALL_PYTHON_RESOURCES: Obj = {
+    "requests": {"cpu": "20m", "memory": "48Mi"},
+    "limits": {"cpu": "250m", "memory": "128Mi"},
+}
 JAEGER_RESOURCES: Obj = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"cpu": "1", "memory": "1Gi"},
@@ -138,6 +156,58 @@ def selector(name: str) -> dict[str, str]:
 
 def meta(name: str, component: str, **extra: Any) -> Obj:
     return {"name": name, "labels": labels(name, component), **extra}
+
+
+def service_account(name: str, component: str) -> Obj:
+    """Every workload runs as its own account, with no API token mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(name, component),
+        "automountServiceAccountToken": False,
+    }
+
+
+def container_ports(ports: Sequence[tuple[str, int]]) -> list[Obj]:
+    return [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in ports]
+
+
+def cluster_service(
+    name: str, component: str, ports: Sequence[tuple[str, int]], **spec: Any
+) -> Obj:
+    """A Service for ``name``'s pods, each port targeting the container port of its name."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(name, component),
+        "spec": {
+            "selector": selector(name),
+            **spec,
+            "ports": [{"name": n, "port": p, "targetPort": n, "protocol": "TCP"} for n, p in ports],
+        },
+    }
+
+
+def pod_template(
+    name: str,
+    component: str,
+    uid: int,
+    containers: list[Obj],
+    volumes: list[Obj],
+    *,
+    grace_seconds: int | None = None,
+) -> Obj:
+    """A pod of its own account (no token), under the pod half of the `restricted` profile."""
+    spec: Obj = {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(uid),
+    }
+    if grace_seconds is not None:
+        spec["terminationGracePeriodSeconds"] = grace_seconds
+    spec["containers"] = containers
+    spec["volumes"] = volumes
+    return {"metadata": {"labels": labels(name, component)}, "spec": spec}
 
 
 # --------------------------------------------------------------- pod pieces
@@ -173,6 +243,15 @@ def http_probe(path: str, port: str, *, period: int, failures: int, timeout: int
     }
 
 
+def http_probes(live: str, ready: str, port: str, *, startup_failures: int = 30) -> Obj:
+    """Startup (every 2 s), liveness (every 10 s, 3 misses) and readiness (every 5 s, 2 misses)."""
+    return {
+        "startupProbe": http_probe(live, port, period=2, failures=startup_failures),
+        "livenessProbe": http_probe(live, port, period=10, failures=3),
+        "readinessProbe": http_probe(ready, port, period=5, failures=2),
+    }
+
+
 def tmp_volume() -> tuple[Obj, Obj]:
     """A writable /tmp on a read-only root filesystem."""
     return {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
@@ -195,6 +274,16 @@ def ops_port(info: ServiceInfo) -> int:
 def db_secret(info: ServiceInfo) -> str:
     return f"{info.name}-db"
 
+
+NATS = "nats"
+NATS_PORTS = (("client", 4222), ("monitor", 8222), ("metrics", 7777))
+NATS_URL = f"nats://{NATS}:4222"
+# The SMTP server notifications sends to: the mail sink compose also runs
+# (redline/mail_sink.py, mail kept in the pod). A real relay needs SMTP auth
+# and TLS, which the notifications service does not speak yet.
+MAIL_SINK = "mail-sink"
+MAIL_SINK_PORT = 2525
+MAIL_SERVICES = ("notifications",)
 
 APP_SECRET = "redline-app"  # noqa: S105 (a Secret's name; keys: jwt-secret, admin-token)
 # The services that sign or verify access tokens.
@@ -222,6 +311,11 @@ def service_config(info: ServiceInfo) -> dict[str, str]:
         # would hide the pods behind one address, balanced per connection.
         env[dep_info.url_variable] = f"http://{dep}-headless:{dep_info.port}"
         env[f"REDLINE_{dep.upper()}_DNS_REFRESH_SECONDS"] = str(DNS_REFRESH_SECONDS)
+    if info.uses_nats:
+        env["REDLINE_NATS_SERVERS"] = NATS_URL
+    if info.name in MAIL_SERVICES:
+        env["REDLINE_SMTP_HOST"] = MAIL_SINK
+        env["REDLINE_SMTP_PORT"] = str(MAIL_SINK_PORT)
     env.update(
         {
             "OTEL_TRACES_EXPORTER": "otlp",
@@ -272,9 +366,7 @@ def service_deployment(info: ServiceInfo) -> Obj:
         "resources": SERVICE_RESOURCES,
         # Up once the event loop answers; the database is the init container's
         # business, so a minute is plenty (PostgreSQL slow to come back included).
-        "startupProbe": http_probe("/health/live", "http", period=2, failures=30),
-        "livenessProbe": http_probe("/health/live", "http", period=10, failures=3),
-        "readinessProbe": http_probe("/health/ready", "http", period=5, failures=2),
+        **http_probes("/health/live", "/health/ready", "http"),
         "lifecycle": {"preStop": {"sleep": {"seconds": SHUTDOWN.pre_stop_seconds}}},
         "securityContext": restricted_security_context(APP_UID),
         "volumeMounts": [mount],
@@ -296,16 +388,16 @@ def service_deployment(info: ServiceInfo) -> Obj:
                 "volumeMounts": [mount],
             }
         )
-    spec: Obj = {
-        "serviceAccountName": name,
-        "automountServiceAccountToken": False,
-        "securityContext": pod_security_context(APP_UID),
-        "terminationGracePeriodSeconds": SHUTDOWN.grace_period_seconds,
-        "containers": [container],
-        "volumes": [volume],
-    }
+    template = pod_template(
+        name,
+        "service",
+        APP_UID,
+        [container],
+        [volume],
+        grace_seconds=SHUTDOWN.grace_period_seconds,
+    )
     if init:
-        spec["initContainers"] = init
+        template["spec"]["initContainers"] = init
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -319,7 +411,7 @@ def service_deployment(info: ServiceInfo) -> Obj:
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
-            "template": {"metadata": {"labels": labels(name, "service")}, "spec": spec},
+            "template": template,
         },
     }
 
@@ -381,12 +473,7 @@ def service_objects(info: ServiceInfo) -> list[Obj]:
             "ports": [ports[0]],
         },
     }
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": meta(name, "service"),
-        "automountServiceAccountToken": False,
-    }
+    account = service_account(name, "service")
     # maxUnavailable, not minAvailable: with one replica a node drain may still
     # evict it (minAvailable: 1 would block the drain forever).
     pdb = {
@@ -522,7 +609,7 @@ def database_objects(info: ServiceInfo) -> list[Obj]:
     container: Obj = {
         "name": "postgres",
         "image": POSTGRES_IMAGE,
-        "ports": [{"name": "postgres", "containerPort": 5432, "protocol": "TCP"}],
+        "ports": container_ports([("postgres", 5432)]),
         "env": [
             {"name": "POSTGRES_USER", "value": "redline"},
             {"name": "POSTGRES_DB", "value": f"redline_{info.name}"},
@@ -559,18 +646,15 @@ def database_objects(info: ServiceInfo) -> list[Obj]:
             "serviceName": name,
             "replicas": 1,
             "selector": {"matchLabels": selector(name)},
-            "template": {
-                "metadata": {"labels": labels(name, "database")},
-                "spec": {
-                    "serviceAccountName": name,
-                    "automountServiceAccountToken": False,
-                    "securityContext": pod_security_context(POSTGRES_UID),
-                    # The preStop's fast shutdown (at most 50 s) and then some.
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                    "volumes": [volume, {"name": "run", "emptyDir": {}}],
-                },
-            },
+            "template": pod_template(
+                name,
+                "database",
+                POSTGRES_UID,
+                [container],
+                [volume, {"name": "run", "emptyDir": {}}],
+                # The preStop's fast shutdown (at most 50 s) and then some.
+                grace_seconds=60,
+            ),
             "volumeClaimTemplates": [
                 {
                     "metadata": {"name": "data"},
@@ -582,23 +666,8 @@ def database_objects(info: ServiceInfo) -> list[Obj]:
             ],
         },
     }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(name, "database"),
-        "spec": {
-            "selector": selector(name),
-            "ports": [
-                {"name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP"}
-            ],
-        },
-    }
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": meta(name, "database"),
-        "automountServiceAccountToken": False,
-    }
+    service = cluster_service(name, "database", [("postgres", 5432)])
+    account = service_account(name, "database")
     # The database only from its own service's pods (the migrate init container included).
     policy = network_policy(
         name,
@@ -615,6 +684,149 @@ def pg_probe(*, period: int, failures: int) -> Obj:
         "timeoutSeconds": 3,
         "failureThreshold": failures,
     }
+
+
+# -------------------------------------------------------------------- events
+def nats_objects() -> list[Obj]:
+    """NATS with JetStream, as compose runs it, and its exporter beside it.
+
+    A StatefulSet of one: JetStream's file store on its own volume outlives the
+    pod, so events the outboxes published and notifications has not yet
+    consumed survive a restart. Probes on the server's own health endpoint:
+    startup and readiness on the full ``/healthz`` (200 once JetStream has
+    recovered its streams), liveness on ``?js-enabled-only=true`` (a server busy
+    recovering is alive, not to be restarted). The exporter
+    (redline/nats_exporter.py, from the Redline image) reads ``/varz`` and
+    ``/jsz`` over the pod's loopback; Prometheus scrapes it as job ``nats``.
+    Reachable: the client port from the services that publish or consume
+    (``uses_nats`` in services/topology.py), the metrics port from Prometheus;
+    the monitoring port from nobody outside the pod.
+    """
+    name = NATS
+    volume, mount = tmp_volume()
+    server: Obj = {
+        "name": "nats",
+        "image": NATS_IMAGE,
+        # The image's entrypoint prepends nats-server to arguments that start with "-".
+        "args": [
+            *("--jetstream", "--store_dir", "/data"),
+            *("--http_port", "8222", "--server_name", "redline"),
+        ],
+        "ports": container_ports(NATS_PORTS[:2]),
+        "env": [{"name": "GOMEMLIMIT", "value": f"{NATS_MEMORY_LIMIT_MIB * 8 // 10}MiB"}],
+        "resources": NATS_RESOURCES,
+        "startupProbe": http_probe("/healthz", "monitor", period=2, failures=30),
+        "livenessProbe": http_probe(
+            "/healthz?js-enabled-only=true", "monitor", period=10, failures=3
+        ),
+        "readinessProbe": http_probe("/healthz", "monitor", period=5, failures=2),
+        "securityContext": restricted_security_context(NATS_UID),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, mount],
+    }
+    exporter: Obj = {
+        "name": "exporter",
+        "image": IMAGE,
+        "command": [
+            *("python", "-m", "redline.nats_exporter", "--monitor", "http://127.0.0.1:8222"),
+            *("--host", "0.0.0.0", "--port", "7777"),
+        ],
+        "ports": container_ports(NATS_PORTS[2:]),
+        "resources": SMALL_PYTHON_RESOURCES,
+        # /metrics answers with nats_up 0 while NATS does not: the exporter is
+        # healthy whenever it answers (its NATS budget is 1 s, under the timeout).
+        **http_probes("/metrics", "/metrics", "metrics"),
+        "securityContext": restricted_security_context(APP_UID),
+        "volumeMounts": [mount],
+    }
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": meta(name, "events"),
+        "spec": {
+            "serviceName": name,
+            "replicas": 1,
+            "selector": {"matchLabels": selector(name)},
+            "template": pod_template(
+                name,
+                "events",
+                NATS_UID,
+                [server, exporter],
+                [volume],
+                # SIGTERM: nats-server closes its clients and flushes the file
+                # store, in seconds; the clients reconnect and the outboxes wait.
+                grace_seconds=30,
+            ),
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+    users = [from_pods(s.name) for s in SERVICES.values() if s.uses_nats]
+    policy = network_policy(
+        name,
+        "events",
+        [
+            {"from": users, "ports": [{"port": "client", "protocol": "TCP"}]},
+            {"from": [FROM_MONITORING], "ports": [{"port": "metrics", "protocol": "TCP"}]},
+        ],
+    )
+    return [
+        service_account(name, "events"),
+        statefulset,
+        cluster_service(name, "events", [NATS_PORTS[0], NATS_PORTS[2]]),
+        policy,
+        service_monitor(name, "metrics", selector=selector(name)),
+    ]
+
+
+def mail_sink_objects() -> list[Obj]:
+    """The SMTP server notifications mails to (redline/mail_sink.py), from notifications only."""
+    name = MAIL_SINK
+    volume, mount = tmp_volume()
+    smtp = [("smtp", MAIL_SINK_PORT)]
+    tcp = {"tcpSocket": {"port": "smtp"}, "timeoutSeconds": 2}
+    container: Obj = {
+        "name": "mail-sink",
+        "image": IMAGE,
+        "command": [
+            *("python", "-m", "redline.mail_sink", "--host", "0.0.0.0"),
+            *("--port", str(MAIL_SINK_PORT), "--maildir", "/tmp/mail"),  # noqa: S108
+        ],
+        "ports": container_ports(smtp),
+        "resources": SMALL_PYTHON_RESOURCES,
+        "startupProbe": {**tcp, "periodSeconds": 2, "failureThreshold": 30},
+        "livenessProbe": {**tcp, "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {**tcp, "periodSeconds": 5, "failureThreshold": 2},
+        "securityContext": restricted_security_context(APP_UID),
+        "volumeMounts": [mount],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(name, "events"),
+        "spec": {
+            # The mail is in the pod: one replica, replaced at once.
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector(name)},
+            "template": pod_template(name, "events", APP_UID, [container], [volume]),
+        },
+    }
+    senders = [from_pods(s) for s in MAIL_SERVICES]
+    return [
+        service_account(name, "events"),
+        deployment,
+        cluster_service(name, "events", smtp),
+        network_policy(
+            name, "events", [{"from": senders, "ports": [{"port": "smtp", "protocol": "TCP"}]}]
+        ),
+    ]
 
 
 # ----------------------------------------------------------------- telemetry
@@ -643,40 +855,31 @@ COLLECTOR_PORTS = (
 
 def collector_pod(name: str, role: str, memory_limit_mib: int) -> Obj:
     volume, mount = tmp_volume()
-    return {
-        "metadata": {"labels": labels(name, "telemetry")},
-        "spec": {
-            "serviceAccountName": name,
-            "automountServiceAccountToken": False,
-            "securityContext": pod_security_context(APP_UID),
-            "terminationGracePeriodSeconds": 30,
-            "containers": [
-                {
-                    "name": "otelcol",
-                    "image": COLLECTOR_IMAGE,
-                    "args": ["--config=/etc/otelcol-redline/config.yaml"],
-                    "ports": [
-                        {"name": n, "containerPort": p, "protocol": "TCP"}
-                        for n, p in COLLECTOR_PORTS
-                    ],
-                    "env": collector_env(role, memory_limit_mib),
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": f"{memory_limit_mib // 2}Mi"},
-                        "limits": {"cpu": "1", "memory": f"{memory_limit_mib}Mi"},
-                    },
-                    "startupProbe": http_probe("/", "health", period=2, failures=30),
-                    "livenessProbe": http_probe("/", "health", period=10, failures=3),
-                    "readinessProbe": http_probe("/", "health", period=5, failures=2),
-                    "securityContext": restricted_security_context(APP_UID),
-                    "volumeMounts": [
-                        {"name": "config", "mountPath": "/etc/otelcol-redline", "readOnly": True},
-                        mount,
-                    ],
-                }
-            ],
-            "volumes": [{"name": "config", "configMap": {"name": "otelcol-config"}}, volume],
+    container: Obj = {
+        "name": "otelcol",
+        "image": COLLECTOR_IMAGE,
+        "args": ["--config=/etc/otelcol-redline/config.yaml"],
+        "ports": container_ports(COLLECTOR_PORTS),
+        "env": collector_env(role, memory_limit_mib),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": f"{memory_limit_mib // 2}Mi"},
+            "limits": {"cpu": "1", "memory": f"{memory_limit_mib}Mi"},
         },
+        **http_probes("/", "/", "health"),
+        "securityContext": restricted_security_context(APP_UID),
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/otelcol-redline", "readOnly": True},
+            mount,
+        ],
     }
+    return pod_template(
+        name,
+        "telemetry",
+        APP_UID,
+        [container],
+        [{"name": "config", "configMap": {"name": "otelcol-config"}}, volume],
+        grace_seconds=30,
+    )
 
 
 def collector_objects() -> list[Obj]:
@@ -690,16 +893,7 @@ def collector_objects() -> list[Obj]:
     metrics too; nothing scrapes them (the gateway's are complete).
     """
     agent, gateway = "otel-agent", "otel-collector"
-    out: list[Obj] = []
-    for name in (agent, gateway):
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ServiceAccount",
-                "metadata": meta(name, "telemetry"),
-                "automountServiceAccountToken": False,
-            }
-        )
+    out: list[Obj] = [service_account(name, "telemetry") for name in (agent, gateway)]
     out.append(
         {
             "apiVersion": "apps/v1",
@@ -725,21 +919,7 @@ def collector_objects() -> list[Obj]:
         }
     )
     for name, extra in ((agent, {"internalTrafficPolicy": "Local"}), (gateway, {})):
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": meta(name, "telemetry"),
-                "spec": {
-                    "selector": selector(name),
-                    **extra,
-                    "ports": [
-                        {"name": n, "port": p, "targetPort": n, "protocol": "TCP"}
-                        for n, p in COLLECTOR_PORTS
-                    ],
-                },
-            }
-        )
+        out.append(cluster_service(name, "telemetry", COLLECTOR_PORTS, **extra))
     otlp = [{"port": "otlp-grpc", "protocol": "TCP"}, {"port": "otlp-http", "protocol": "TCP"}]
     metrics = [{"port": "metrics", "protocol": "TCP"}, {"port": "spanmetrics", "protocol": "TCP"}]
     out.append(
@@ -786,16 +966,14 @@ def jaeger_objects() -> list[Obj]:
         "name": "jaeger",
         "image": JAEGER_IMAGE,
         "args": ["--config", "/etc/jaeger/config.yaml"],
-        "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in JAEGER_PORTS],
+        "ports": container_ports(JAEGER_PORTS),
         "env": [
             # Jaeger's Monitor tab reads the span metrics from Prometheus.
             {"name": "JAEGER_PROMETHEUS_URL", "value": PROMETHEUS_URL},
             {"name": "JAEGER_MAX_TRACES", "value": "50000"},
         ],
         "resources": JAEGER_RESOURCES,
-        "startupProbe": http_probe("/status", "health", period=2, failures=30),
-        "livenessProbe": http_probe("/status", "health", period=10, failures=3),
-        "readinessProbe": http_probe("/status", "health", period=5, failures=2),
+        **http_probes("/status", "/status", "health"),
         "securityContext": restricted_security_context(APP_UID),
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/jaeger", "readOnly": True},
@@ -803,12 +981,7 @@ def jaeger_objects() -> list[Obj]:
         ],
     }
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": meta(name, "telemetry"),
-            "automountServiceAccountToken": False,
-        },
+        service_account(name, "telemetry"),
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -818,33 +991,16 @@ def jaeger_objects() -> list[Obj]:
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": selector(name)},
-                "template": {
-                    "metadata": {"labels": labels(name, "telemetry")},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security_context(APP_UID),
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "config", "configMap": {"name": "jaeger-config"}},
-                            volume,
-                        ],
-                    },
-                },
+                "template": pod_template(
+                    name,
+                    "telemetry",
+                    APP_UID,
+                    [container],
+                    [{"name": "config", "configMap": {"name": "jaeger-config"}}, volume],
+                ),
             },
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": meta(name, "telemetry"),
-            "spec": {
-                "selector": selector(name),
-                "ports": [
-                    {"name": n, "port": p, "targetPort": n, "protocol": "TCP"}
-                    for n, p in JAEGER_PORTS
-                ],
-            },
-        },
+        cluster_service(name, "telemetry", JAEGER_PORTS),
         network_policy(
             name,
             "telemetry",

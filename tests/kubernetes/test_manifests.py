@@ -153,6 +153,64 @@ def test_each_database_is_reachable_only_from_its_own_service(
         assert rule["ports"] == [{"port": "postgres", "protocol": "TCP"}]
 
 
+def test_nats_is_reachable_only_from_the_services_that_publish_or_consume(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    for objects in rendered.values():
+        client, metrics = ingress_rules(objects, "nats")
+        users = sorted(
+            r["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for r in client["from"]
+        )
+        assert users == ["accounts", "notifications", "orders"]
+        assert client["ports"] == [{"port": "client", "protocol": "TCP"}]
+        assert metrics == {
+            "from": [m.FROM_MONITORING],
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+        }
+        # The monitoring port (8222) is in no Service and no rule: the exporter reads it in the pod.
+        service = find(objects, "Service", "nats")
+        assert [p["name"] for p in service["spec"]["ports"]] == ["client", "metrics"]
+        (sender,) = ingress_rules(objects, "mail-sink")
+        assert sender["from"] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "notifications"}}}
+        ]
+
+
+def test_nats_keeps_jetstream_on_a_volume_and_is_probed_on_its_health_endpoint(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    nats = find(rendered["prod"], "StatefulSet", "nats")
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    server, exporter = nats["spec"]["template"]["spec"]["containers"]
+    assert server["image"] == m.NATS_IMAGE
+    store = server["args"][server["args"].index("--store_dir") + 1]
+    assert {"name": claim["metadata"]["name"], "mountPath": store} in server["volumeMounts"]
+    assert "--jetstream" in server["args"]
+    monitor_port = int(server["args"][server["args"].index("--http_port") + 1])
+    assert {"name": "monitor", "containerPort": monitor_port, "protocol": "TCP"} in server["ports"]
+    probes = {p: server[p]["httpGet"] for p in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {g["port"] for g in probes.values()} == {"monitor"}
+    assert {g["path"].split("?")[0] for g in probes.values()} == {"/healthz"}
+    # The exporter reads the monitoring port over the pod's loopback; Prometheus calls it job nats.
+    assert f"http://127.0.0.1:{monitor_port}" in exporter["command"]
+    assert exporter["command"][:3] == ["python", "-m", "redline.nats_exporter"]
+    assert "nats" in scraped_jobs(rendered["prod"])
+
+
+def test_the_services_find_nats_and_notifications_finds_the_mail_sink(
+    rendered: dict[str, list[Obj]],
+) -> None:
+    objects = rendered["prod"]
+    client = {p["name"]: p["port"] for p in find(objects, "Service", "nats")["spec"]["ports"]}
+    smtp = find(objects, "Service", "mail-sink")["spec"]["ports"][0]["port"]
+    for info in SERVICES.values():
+        env = config_of(objects, find(objects, "Deployment", info.name))
+        expected = f"nats://nats:{client['client']}" if info.uses_nats else None
+        assert env.get("REDLINE_NATS_SERVERS") == expected, info.name
+    env = config_of(objects, find(objects, "Deployment", "notifications"))
+    assert (env["REDLINE_SMTP_HOST"], int(env["REDLINE_SMTP_PORT"])) == ("mail-sink", smtp)
+
+
 def test_the_ops_port_is_a_config_value_reachable_only_from_the_namespace(
     rendered: dict[str, list[Obj]],
 ) -> None:
@@ -494,6 +552,8 @@ def test_each_service_accepts_its_pod_environment(
     # The ops listener's settings (the edge change; absent before it lands).
     if hasattr(settings, "ops_listen_port"):
         assert settings.ops_listen_port == int(env["REDLINE_OPS_PORT"]) != settings.port
+    if hasattr(settings, "nats_servers"):
+        assert settings.nats_servers == "nats://nats:4222"
     dependencies = dependency_configs(name, env)
     assert sorted(dependencies) == sorted(SERVICES[name].calls)
     for dep, config in dependencies.items():
