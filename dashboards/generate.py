@@ -6,9 +6,7 @@ change to the Python did to the dashboards.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from grafanalib import core as g
 
 from dashboards import orders, overview, pipeline, resilience, service
 from dashboards._grafana import render
+from redline import generated
 
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
 
@@ -46,33 +45,16 @@ def outputs() -> dict[Path, str]:
     return {GENERATED_DIR / f"{uid}.json": to_text(d) for uid, d in dashboards().items()}
 
 
+def _owned() -> list[Path]:
+    return sorted(GENERATED_DIR.glob("*.json"))
+
+
 def stale() -> list[Path]:
     """Generated files that differ from what the sources render now, or have no source."""
-    expected = outputs()
-    changed = [p for p, text in expected.items() if not p.exists() or p.read_text("utf-8") != text]
-    leftovers = sorted(set(GENERATED_DIR.glob("*.json")) - set(expected))
-    return changed + leftovers
-
-
-def write() -> list[Path]:
-    expected = outputs()
-    GENERATED_DIR.mkdir(exist_ok=True)
-    for leftover in set(GENERATED_DIR.glob("*.json")) - set(expected):
-        leftover.unlink()
-    for path, text in expected.items():
-        path.write_text(text, encoding="utf-8")
-    return list(expected)
+    return generated.stale(outputs(), _owned())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dashboards", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
-    args = parser.parse_args(argv)
-    if args.check:
-        out_of_date = stale()
-        for path in out_of_date:
-            print(f"stale: {path}", file=sys.stderr)
-        return 1 if out_of_date else 0
-    for path in write():
-        print(f"wrote {path}")
-    return 0
+    return generated.main(
+        argv, prog="python -m dashboards", description=__doc__, outputs=outputs, owned=_owned
+    )

@@ -9,16 +9,13 @@ topology, an alert or a dashboard does to it. The overlays (``overlays/dev``,
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deploy.kubernetes import manifests as m
+from redline import generated
 from services.topology import SERVICES
 
 KUBERNETES_DIR = Path(__file__).resolve().parent
@@ -30,22 +27,8 @@ HEADER = (
 )
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def dump_all(objects: list[dict[str, Any]]) -> str:
-    body = yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
-    return HEADER + "---\n" + body
+    return HEADER + "---\n" + generated.dump_yaml_all(objects)
 
 
 def _env_file(values: dict[str, str]) -> str:
@@ -98,7 +81,7 @@ def kustomization(resources: list[str]) -> str:
             {"name": m.COLLECTOR_IMAGE, "newTag": "0.1.0"},
         ],
     }
-    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1000)
+    return HEADER + generated.dump_yaml(document)
 
 
 def outputs() -> dict[Path, Callable[[], str]]:
@@ -138,35 +121,20 @@ def outputs() -> dict[Path, Callable[[], str]]:
     return files
 
 
+def _owned() -> list[Path]:
+    return [p for p in BASE_DIR.rglob("*") if p.is_file()]
+
+
 def stale() -> list[Path]:
     """Files under base/ that differ from what the sources produce now, or have no source."""
-    expected = outputs()
-    changed = [
-        p for p, render in expected.items() if not p.exists() or p.read_text("utf-8") != render()
-    ]
-    present = {p for p in BASE_DIR.rglob("*") if p.is_file()}
-    return changed + sorted(present - set(expected))
-
-
-def write() -> list[Path]:
-    expected = outputs()
-    for leftover in {p for p in BASE_DIR.rglob("*") if p.is_file()} - set(expected):
-        leftover.unlink()
-    for path, render in expected.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(), encoding="utf-8")
-    return list(expected)
+    return generated.stale(outputs(), _owned())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.kubernetes", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
-    args = parser.parse_args(argv)
-    if args.check:
-        out_of_date = stale()
-        for path in out_of_date:
-            print(f"stale: {path}", file=sys.stderr)
-        return 1 if out_of_date else 0
-    for path in write():
-        print(f"wrote {path}")
-    return 0
+    return generated.main(
+        argv,
+        prog="python -m deploy.kubernetes",
+        description=__doc__,
+        outputs=outputs,
+        owned=_owned,
+    )

@@ -96,50 +96,41 @@ class Shutdown:
 
 SHUTDOWN = Shutdown()
 
+
+def resources(cpu: str, memory: str, *, limits: tuple[str, str]) -> Obj:
+    """A container's requests (``cpu``, ``memory``) and ``limits`` (cpu, memory)."""
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": limits[0], "memory": limits[1]},
+    }
+
+
 # benchmarks/stack_memory.py: every service 69-71 MiB PSS at rest. The request
 # is about twice that (a full pool, buffers under load); the limit twice again. One
 # uvicorn worker does its work on one Python thread (the span exporter's is
 # light), so a limit of 1 CPU hardly ever throttles it. 250m requested: the
 # e2e benchmark (benchmarks/e2e_orders.py) keeps two cores busy with five
 # services and PostgreSQL at ~50 orders/s, about 0.3-0.4 core per service.
-SERVICE_RESOURCES: Obj = {
-    "requests": {"cpu": "250m", "memory": "128Mi"},
-    "limits": {"cpu": "1", "memory": "256Mi"},
-}
+SERVICE_RESOURCES = resources("250m", "128Mi", limits=("1", "256Mi"))
 # The migrations init container: one connection, a few SQL files.
-MIGRATE_RESOURCES: Obj = {
-    "requests": {"cpu": "50m", "memory": "64Mi"},
-    "limits": {"cpu": "500m", "memory": "128Mi"},
-}
+MIGRATE_RESOURCES = resources("50m", "64Mi", limits=("500m", "128Mi"))
 # stack_memory.py: PostgreSQL with four databases, 56 MiB PSS at rest; its
 # shared_buffers (128 MiB by default) fill as the data is read.
-POSTGRES_RESOURCES: Obj = {
-    "requests": {"cpu": "100m", "memory": "192Mi"},
-    "limits": {"cpu": "1", "memory": "512Mi"},
-}
+POSTGRES_RESOURCES = resources("100m", "192Mi", limits=("1", "512Mi"))
 # The Collector (stack_memory.py: 64 MiB at rest) refuses data at its
 # memory_limiter before the kernel kills it: OTELCOL_MEMORY_LIMIT_MIB is 80 %
 # of the container's limit (spike 20 %).
 AGENT_MEMORY_LIMIT_MIB = 256
 GATEWAY_MEMORY_LIMIT_MIB = 512
-# Jaeger: 60 MiB at rest (stack_memory.py), plus up to 50,000 traces in memory.
 # nats-server: 13 MiB resident at rest (its /varz `mem`); JetStream's file store
 # caches message blocks as it reads them. GOMEMLIMIT keeps the Go heap under
 # the limit (80 %), as the NATS Helm chart does.
 NATS_MEMORY_LIMIT_MIB = 512
-NATS_RESOURCES: Obj = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"cpu": "1", "memory": f"{NATS_MEMORY_LIMIT_MIB}Mi"},
-}
-# The exporter and the mail sink: one Python process each, ~25 MiB at rest.
-SMALL_PYTHON_RESOURCES: Obj = {
-    "requests": {"cpu": "20m", "memory": "48Mi"},
-    "limits": {"cpu": "250m", "memory": "128Mi"},
-}
-JAEGER_RESOURCES: Obj = {
-    "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"cpu": "1", "memory": "1Gi"},
-}
+NATS_RESOURCES = resources("100m", "128Mi", limits=("1", f"{NATS_MEMORY_LIMIT_MIB}Mi"))
+# The exporter and the mail sink: one Python process each, 25 and 29 MiB resident at rest.
+SMALL_PYTHON_RESOURCES = resources("20m", "48Mi", limits=("250m", "128Mi"))
+# Jaeger: 60 MiB at rest (stack_memory.py), plus up to 50,000 traces in memory.
+JAEGER_RESOURCES = resources("100m", "256Mi", limits=("1", "1Gi"))
 
 
 def labels(name: str, component: str) -> dict[str, str]:
@@ -861,10 +852,9 @@ def collector_pod(name: str, role: str, memory_limit_mib: int) -> Obj:
         "args": ["--config=/etc/otelcol-redline/config.yaml"],
         "ports": container_ports(COLLECTOR_PORTS),
         "env": collector_env(role, memory_limit_mib),
-        "resources": {
-            "requests": {"cpu": "100m", "memory": f"{memory_limit_mib // 2}Mi"},
-            "limits": {"cpu": "1", "memory": f"{memory_limit_mib}Mi"},
-        },
+        "resources": resources(
+            "100m", f"{memory_limit_mib // 2}Mi", limits=("1", f"{memory_limit_mib}Mi")
+        ),
         **http_probes("/", "/", "health"),
         "securityContext": restricted_security_context(APP_UID),
         "volumeMounts": [

@@ -13,7 +13,6 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -54,8 +53,6 @@ class ServiceContext:
     faults: FaultInjector = field(default_factory=FaultInjector)
     # The services this one calls, by name, each behind the resilient client.
     downstreams: dict[str, Downstream] = field(default_factory=dict)
-    # Service-specific objects (HTTP clients, background tasks) hooks put here.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def database_name(service: str) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.di import Provide
 from pydantic import Field, field_validator
 
-from services.chassis import Port, ServiceContext, TokenSettings, create_app, load_settings, run
+from services.chassis import Port, TokenSettings, create_app, load_settings, run
 from services.chassis.edge import EdgePolicy, parse_networks
 from services.chassis.http_client import DependencyConfig
 from services.gateway.notifications import NOTIFICATIONS_DOWNSTREAM, NotificationRoutes
@@ -17,6 +18,7 @@ from services.gateway.routes import (
     SECURITY_SCHEMES,
     AuthRoutes,
     CatalogRoutes,
+    Limits,
     OrderRoutes,
 )
 
@@ -67,32 +69,34 @@ class GatewaySettings(TokenSettings):
 
 def build(settings: GatewaySettings) -> Litestar:
     edge = settings.edge
+    limits = Limits(
+        edge=edge,
+        user=RateLimiter(settings.rate_limit_user_per_second, settings.rate_limit_user_burst),
+        ip=RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
+        network=RateLimiter(
+            settings.credential_network_per_minute / 60, settings.credential_network_burst
+        ),
+        account=RateLimiter(
+            settings.credential_account_per_minute / 60, settings.credential_account_burst
+        ),
+    )
 
-    async def startup(ctx: ServiceContext) -> None:
-        ctx.extras["edge"] = edge
-        ctx.extras["rate_limiters"] = {
-            "user": RateLimiter(
-                settings.rate_limit_user_per_second, settings.rate_limit_user_burst
-            ),
-            "ip": RateLimiter(settings.rate_limit_ip_per_second, settings.rate_limit_ip_burst),
-            "network": RateLimiter(
-                settings.credential_network_per_minute / 60, settings.credential_network_burst
-            ),
-            "account": RateLimiter(
-                settings.credential_account_per_minute / 60, settings.credential_account_burst
-            ),
-        }
+    def provide_limits() -> Limits:
+        return limits
 
-    return create_app(
+    app = create_app(
         "gateway",
         route_handlers=[AuthRoutes, CatalogRoutes, OrderRoutes, NotificationRoutes],
         settings=settings,
-        on_startup=[startup],
         downstream_overrides=DOWNSTREAMS,
         edge=edge,
         security_schemes=SECURITY_SCHEMES,
+        dependencies={"limits": Provide(provide_limits, sync_to_thread=False)},
         description="Redline's public API: sign-up and sign-in, the catalog, and orders.",
     )
+    # For the guards: Litestar injects dependencies into handlers only.
+    app.state.limits = limits
+    return app
 
 
 def create() -> Litestar:

@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import SecurityScheme
+from litestar.params import SkipValidation
 from prometheus_client import Counter
 
 from services.accounts.models import (
@@ -58,42 +59,56 @@ class TooManyRequests(ProblemError):
     title = "Too many requests"
 
 
-def _limiters(connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, RateLimiter]:
-    limiters: dict[str, RateLimiter] = connection.app.state.ctx.extras["rate_limiters"]
-    return limiters
+@dataclass(frozen=True)
+class Limits:
+    """The gateway's rate limiters and how it tells clients apart.
 
-
-def _enforce(connection: ASGIConnection[Any, Any, Any, Any], scope: str, key: str) -> None:
-    decision = _limiters(connection)[scope].check(key)
-    if not decision.allowed:
-        RATE_LIMITED.labels(scope).inc()
-        raise TooManyRequests(
-            f"Rate limit of {decision.limit} requests reached; slow down.",
-            headers={
-                "Retry-After": str(max(1, round(decision.retry_after + 0.5))),
-                "RateLimit-Limit": str(decision.limit),
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": str(max(1, round(decision.reset_after))),
-            },
-        )
-
-
-def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The client's address (through trusted proxies only), an IPv6 one as its /64."""
-    edge: EdgePolicy = connection.app.state.ctx.extras["edge"]
-    return network_key(edge.client_address(connection.scope))
-
-
-def limit_credentials(request: Request[Any, Any, Any], email: str) -> None:
-    """Sign-in and sign-up, on top of the per-IP limit of every public route.
-
-    Each costs an Argon2 hash, and each is a guess: per client network and per
-    account, both far below the general limit (``REDLINE_CREDENTIAL_*``). The
-    account's bucket is counted by e-mail whether or not the account exists,
-    so a 429 says nothing about which addresses are registered.
+    Built once per app from its settings (``Limits.from_settings``); handlers
+    declare ``limits: Limits`` (a typed dependency), the guards, which
+    Litestar injects nothing into, find it with :meth:`of`.
     """
-    _enforce(request, "network", client_ip(request))
-    _enforce(request, "account", email.strip().lower())
+
+    edge: EdgePolicy
+    user: RateLimiter
+    ip: RateLimiter
+    network: RateLimiter
+    account: RateLimiter
+
+    @classmethod
+    def of(cls, connection: ASGIConnection[Any, Any, Any, Any]) -> Limits:
+        limits: Limits = connection.app.state.limits
+        return limits
+
+    @staticmethod
+    def enforce(limiter: RateLimiter, scope: str, key: str) -> None:
+        """Count one request of ``key``; 429 (``scope`` names the limit) when over."""
+        decision = limiter.check(key)
+        if not decision.allowed:
+            RATE_LIMITED.labels(scope).inc()
+            raise TooManyRequests(
+                f"Rate limit of {decision.limit} requests reached; slow down.",
+                headers={
+                    "Retry-After": str(max(1, round(decision.retry_after + 0.5))),
+                    "RateLimit-Limit": str(decision.limit),
+                    "RateLimit-Remaining": "0",
+                    "RateLimit-Reset": str(max(1, round(decision.reset_after))),
+                },
+            )
+
+    def client_ip(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        """The client's address (through trusted proxies only), an IPv6 one as its /64."""
+        return network_key(self.edge.client_address(connection.scope))
+
+    def credentials(self, connection: ASGIConnection[Any, Any, Any, Any], email: str) -> None:
+        """Sign-in and sign-up, on top of the per-IP limit of every public route.
+
+        Each costs an Argon2 hash, and each is a guess: per client network and per
+        account, both far below the general limit (``REDLINE_CREDENTIAL_*``). The
+        account's bucket is counted by e-mail whether or not the account exists,
+        so a 429 says nothing about which addresses are registered.
+        """
+        self.enforce(self.network, "network", self.client_ip(connection))
+        self.enforce(self.account, "account", email.strip().lower())
 
 
 # The guards are coroutines although they never await: Litestar runs a plain
@@ -103,19 +118,21 @@ def limit_credentials(request: Request[Any, Any, Any], email: str) -> None:
 
 async def anonymous(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for public routes: limit per client IP."""
-    _enforce(connection, "ip", client_ip(connection))
+    limits = Limits.of(connection)
+    limits.enforce(limits.ip, "ip", limits.client_ip(connection))
 
 
 async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard for user routes: a valid token (else 401), then limit per user."""
+    limits = Limits.of(connection)
     try:
         principal = verify_token(bearer_token(connection), secret=jwt_secret())
     except Unauthorized:
         # Failed attempts count against the IP, so token guessing is limited too.
-        _enforce(connection, "ip", client_ip(connection))
+        limits.enforce(limits.ip, "ip", limits.client_ip(connection))
         raise
     connection.state.principal = principal
-    _enforce(connection, "user", str(principal.user_id))
+    limits.enforce(limits.user, "user", str(principal.user_id))
 
 
 def _service(request: Request[Any, Any, Any], name: str) -> Downstream:
@@ -190,10 +207,10 @@ class AuthRoutes(Controller):
         security=[],
     )
     async def register(
-        self, request: Request[Any, Any, Any], data: Registration
+        self, request: Request[Any, Any, Any], data: Registration, limits: SkipValidation[Limits]
     ) -> Response[bytes]:
         """Create an account; sign in for its id. Whether the address had one is not said."""
-        limit_credentials(request, data.email)
+        limits.credentials(request, data.email)
         return await _forward(request, "/api/v1/users")
 
     @post(
@@ -204,9 +221,11 @@ class AuthRoutes(Controller):
         responses={200: success(Token, "Signed in."), **problems(401), **EDGE},
         security=[],
     )
-    async def login(self, request: Request[Any, Any, Any], data: Credentials) -> Response[bytes]:
+    async def login(
+        self, request: Request[Any, Any, Any], data: Credentials, limits: SkipValidation[Limits]
+    ) -> Response[bytes]:
         """Sign in for a bearer access token."""
-        limit_credentials(request, data.email)
+        limits.credentials(request, data.email)
         return await _forward(request, "/api/v1/auth/tokens")
 
     @get(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 
 from litestar import Litestar
 from pydantic import Field
 
 from services.chassis import Port, ServiceContext, ServiceSettings, create_app, load_settings, run
-from services.events.wiring import bus_for
+from services.events.wiring import Events
 from services.notifications.consumer import Consumer
 from services.notifications.mailer import Mailer
 from services.notifications.routes import NotificationsController
@@ -35,11 +33,13 @@ class NotificationsSettings(ServiceSettings):
 
 
 def build(settings: NotificationsSettings) -> Litestar:
+    events = Events(settings.nats_servers)
+
     async def startup(ctx: ServiceContext) -> None:
         assert ctx.db is not None
         consumer = Consumer(
             ctx.db,
-            bus_for(ctx, settings.nats_servers),
+            events.connect(ctx),
             Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
             max_in_flight=settings.max_in_flight,
             max_deliveries=settings.max_deliveries,
@@ -48,17 +48,10 @@ def build(settings: NotificationsSettings) -> Litestar:
             ack_wait=settings.ack_wait_seconds,
             stats_interval=settings.consumer_stats_seconds,
         )
-        ctx.extras["consumer"] = asyncio.create_task(consumer.run_forever())
+        events.run(consumer.run_forever())
 
     async def shutdown(ctx: ServiceContext) -> None:
-        task = ctx.extras.pop("consumer", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        bus = ctx.extras.pop("bus", None)
-        if bus is not None:
-            await bus.close()
+        await events.stop()
 
     return create_app(
         "notifications",

@@ -81,8 +81,10 @@ def test_a_load_run_reports_commit_to_mail_percentiles(stack: Stack, tmp_path: P
     args = run.build_parser().parse_args(
         [
             "--host", stack.gateway, "--shape", "steady", "--users", "4", "--spawn-rate", "4",
-            "--duration", "6s", "--think-scale", "0.05", "--prometheus-port", "0",
+            "--duration", "8s", "--think-scale", "0.05", "--prometheus-port", "0",
             "--max-error-ratio", "5%",
+            # Shoppers only (the signed-in journeys, which list notifications).
+            "--", "Shopper",
         ]
     )  # fmt: skip
     plan = run.plan(args, tmp_path / "steady")
