@@ -149,6 +149,7 @@ def test_nats_stopped_under_load_orders_keep_confirming_and_every_order_is_maile
     assert out["orders-keep-confirming"] >= 0.95
     assert out["the-outbox-grows"]["orders"] >= 20
     assert out["alert-outbox-backlog-stale-fires"]["seconds"] is not None
+    assert out["alert-nats-down-fires"]["seconds"] is not None
     assert out["outboxes-drain"]["total"] == 0
     mails = out["every-finished-order-mailed-exactly-once"]
     assert mails["violations"] == 0, mails["examples"]
