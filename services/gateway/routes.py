@@ -63,9 +63,10 @@ class TooManyRequests(ProblemError):
 class Limits:
     """The gateway's rate limiters and how it tells clients apart.
 
-    Built once per app from its settings (``Limits.from_settings``); handlers
-    declare ``limits: Limits`` (a typed dependency), the guards, which
-    Litestar injects nothing into, find it with :meth:`of`.
+    Built once per app from its settings (``services/gateway/app.py``); handlers
+    declare ``limits: SkipValidation[Limits]`` (a typed dependency, as orders
+    declares its service); the guards, which Litestar injects nothing into,
+    find it with :meth:`of`, the one place that names where it is kept.
     """
 
     edge: EdgePolicy
