@@ -8,8 +8,11 @@ pattern: a process of its own beside the server (it outlives the services
 and tells "NATS is down" apart from "nobody scraped it"), that turns each
 scrape into one ``GET /varz`` and one ``GET /jsz`` and answers in the text
 format, with ``nats_up`` 0 when the server does not answer within the budget
-(a stopped server accepts the connection and says nothing: the budget keeps
-the scrape inside Prometheus's timeout).
+(a stopped server accepts the connection and says nothing). The budget is
+half the scrape timeout Prometheus sends with each scrape
+(``X-Prometheus-Scrape-Timeout-Seconds``), at most ``--budget``: a hung NATS
+is a scrape that answers ``nats_up 0`` in time, not a scrape that times out
+(which would only say the exporter is down).
 
 What it exports, all from the server's view (notifications reports the same
 consumer from the client's side, ``notifications_consumer_*``):
@@ -32,21 +35,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import signal
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 DEFAULT_PORT = 7777
-# Under the stack's 2 s scrape timeout, both requests together.
+# Both requests together, at most; less when Prometheus's scrape timeout is short.
 DEFAULT_BUDGET_SECONDS = 1.0
+# The share of the scrape timeout NATS may take; the rest is for the answer.
+TIMEOUT_SHARE = 0.5
 JSZ_QUERY = "/jsz?accounts=true&streams=true&consumers=true"
 
 
@@ -65,6 +73,8 @@ class NatsCollector(Collector):
             raise ValueError(f"monitor URL: expected http(s)://host:port, got {monitor_url!r}")
         self.monitor_url = monitor_url.rstrip("/")
         self.budget = budget
+        # This scrape's budget, set per request (each request has its own thread).
+        self.scrape = threading.local()
 
     def _get(self, path: str, deadline: float) -> dict[str, Any]:
         timeout = max(deadline - time.monotonic(), 0.05)
@@ -75,7 +85,7 @@ class NatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         started = time.monotonic()
-        deadline = started + self.budget
+        deadline = started + getattr(self.scrape, "budget", self.budget)
         up = GaugeMetricFamily(
             "nats_up", "1 when the NATS monitoring endpoint answered this scrape"
         )
@@ -219,11 +229,43 @@ class NatsCollector(Collector):
         yield from consumers.values()
 
 
-def serve(monitor_url: str, host: str, port: int, *, budget: float = DEFAULT_BUDGET_SECONDS) -> Any:
+def budget_for(scrape_timeout: str | None, most: float) -> float:
+    """Half of Prometheus's scrape timeout (its header's value), at most ``most``."""
+    try:
+        timeout = float(scrape_timeout) if scrape_timeout else math.inf
+    except ValueError:
+        timeout = math.inf
+    return max(0.05, min(most, timeout * TIMEOUT_SHARE))
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(
+    monitor_url: str, host: str, port: int, *, budget: float = DEFAULT_BUDGET_SECONDS
+) -> WSGIServer:
     """Serve the collector's metrics on ``host:port`` from a thread; returns the server."""
+    collector = NatsCollector(monitor_url, budget=budget)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NatsCollector(monitor_url, budget=budget))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    registry.register(collector)
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS")
+        collector.scrape.budget = budget_for(header, budget)
+        try:
+            return metrics(environ, start_response)
+        finally:
+            del collector.scrape.budget
+
+    server = make_server(host, port, app, server_class=_Server, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="nats-exporter", daemon=True).start()
     return server
 
 
@@ -239,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         "--budget",
         type=float,
         default=DEFAULT_BUDGET_SECONDS,
-        help="seconds a scrape may wait for NATS (keep it under Prometheus's scrape timeout)",
+        help="seconds a scrape may wait for NATS, at most (half the scrape timeout if less)",
     )
     args = parser.parse_args(argv)
     server = serve(args.monitor, args.host, args.port, budget=args.budget)
