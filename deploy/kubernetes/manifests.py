@@ -243,6 +243,14 @@ def http_probes(live: str, ready: str, port: str, *, startup_failures: int = 30)
     }
 
 
+def data_claim(size: str) -> Obj:
+    """A StatefulSet's volume claim ``data`` (overlays resize it)."""
+    return {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
 def tmp_volume() -> tuple[Obj, Obj]:
     """A writable /tmp on a read-only root filesystem."""
     return {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
@@ -646,15 +654,7 @@ def database_objects(info: ServiceInfo) -> list[Obj]:
                 # The preStop's fast shutdown (at most 50 s) and then some.
                 grace_seconds=60,
             ),
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}},
-                    },
-                }
-            ],
+            "volumeClaimTemplates": [data_claim("1Gi")],
         },
     }
     service = cluster_service(name, "database", [("postgres", 5432)])
@@ -747,15 +747,7 @@ def nats_objects() -> list[Obj]:
                 # store, in seconds; the clients reconnect and the outboxes wait.
                 grace_seconds=30,
             ),
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "resources": {"requests": {"storage": "1Gi"}},
-                    },
-                }
-            ],
+            "volumeClaimTemplates": [data_claim("1Gi")],
         },
     }
     users = [from_pods(s.name) for s in SERVICES.values() if s.uses_nats]
