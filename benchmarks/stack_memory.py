@@ -4,7 +4,7 @@ Starts `redline up --detach` on free ports in a throw-away state directory,
 measures how long after the ready table Prometheus has data for every service,
 lets the stack settle, prints each component's memory (PSS: shared pages split
 among the processes sharing them, so PostgreSQL's shared buffers count once),
-and stops it. The budget is 1.5 GB for PostgreSQL, the five services,
+and stops it. The budget is 1.5 GB for PostgreSQL, the six services, NATS,
 Prometheus, Alertmanager, the Collector and Jaeger together.
 
     .venv/bin/python benchmarks/stack_memory.py [--settle 20]
