@@ -25,19 +25,21 @@ from tests.harness import ADMIN_HEADERS, Stack, prom_query, wait_until
 from tests.otlp_receiver import OtlpReceiver
 
 GENERATED = Path(__file__).resolve().parent.parent / "dashboards" / "generated"
-# When each loaded stack's load was still running (by gateway URL).
+# When each loaded stack's load was still running, and where it wrote its run (by gateway URL).
 LOADED_AT: dict[str, float] = {}
+RUNS_DIR: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module")
 def loaded_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory, locust_port: int) -> Stack:
     """The shared stack, after a short Locust run through the gateway (scraped by Prometheus)."""
+    runs = RUNS_DIR[stack.gateway] = tmp_path_factory.mktemp("runs")
     code = run_load(
         [
             "--host", stack.gateway, "--shape", "steady", "--users", "8",
             "--spawn-rate", "8", "--duration", "25s", "--think-scale", "0.2",
             "--prometheus-port", str(locust_port),
-            "--runs-dir", str(tmp_path_factory.mktemp("runs")),
+            "--runs-dir", str(runs),
         ]
     )  # fmt: skip
     assert code == 0, "the load run itself failed; see its report"
@@ -45,6 +47,14 @@ def loaded_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory, locust_
     # generator (users, CPU) is stale once Locust has exited.
     LOADED_AT[stack.gateway] = time.time() - 3
     return stack
+
+
+def test_the_load_run_reports_commit_to_mail_percentiles(loaded_stack: Stack) -> None:
+    """Its shoppers listed their notifications; the summary holds the delays of the sent ones."""
+    (traces,) = RUNS_DIR[loaded_stack.gateway].glob("*/traces.json")
+    delay = json.loads(traces.read_text(encoding="utf-8"))["notification_delay"]
+    assert delay["count"] >= 1, delay
+    assert 0 < delay["p50_ms"] <= delay["p95_ms"] <= delay["p99_ms"] <= delay["max_ms"] < 10_000
 
 
 def _dashboards() -> list[dict[str, Any]]:

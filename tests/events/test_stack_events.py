@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from loadtests import run
 from redline.mail_sink import read_maildir
 from tests.harness import ROOT, Stack, prom_value, sign_up, wait_until
 
@@ -74,23 +71,3 @@ def test_an_order_placed_as_in_the_readme_is_one_mail_within_a_second(stack: Sta
         f"{stack.gateway}/api/v1/notifications", headers=user.headers, timeout=5
     ).json()["items"]
     assert [n["event_type"] for n in listed if n["order_id"] == order_id] == ["order.confirmed"]
-
-
-def test_a_load_run_reports_commit_to_mail_percentiles(stack: Stack, tmp_path: Path) -> None:
-    """`redline load` against the stack: the journeys list notifications; the summary has the delays."""
-    args = run.build_parser().parse_args(
-        [
-            "--host", stack.gateway, "--shape", "steady", "--users", "4", "--spawn-rate", "4",
-            "--duration", "8s", "--think-scale", "0.05", "--prometheus-port", "0",
-            "--max-error-ratio", "5%",
-            # Shoppers only (the signed-in journeys, which list notifications).
-            "--", "Shopper",
-        ]
-    )  # fmt: skip
-    plan = run.plan(args, tmp_path / "steady")
-    done = subprocess.run(plan.command, cwd=ROOT, capture_output=True, text=True, timeout=90)
-    output = done.stdout + done.stderr
-    delay = json.loads(plan.traces.read_text(encoding="utf-8"))["notification_delay"]
-    assert delay["count"] >= 1, output[-3000:]
-    assert 0 < delay["p50_ms"] <= delay["p95_ms"] <= delay["p99_ms"] <= delay["max_ms"] < 10_000
-    assert f"Notification delay (commit → mail), {delay['count']} listed: " in output
