@@ -181,52 +181,50 @@ class NatsCollector(Collector):
             value=float(api.get("errors", 0)),
         )
 
-        stream_labels = ["stream"]
-        streams = {
-            name: GaugeMetricFamily(name, doc, labels=stream_labels)
-            for name, doc in [
-                ("nats_jetstream_stream_messages", "Messages stored in the stream"),
-                ("nats_jetstream_stream_bytes", "Bytes stored in the stream"),
-                ("nats_jetstream_stream_last_sequence", "The stream's last sequence number"),
-                ("nats_jetstream_stream_consumers", "Consumers of the stream"),
-            ]
-        }
-        consumer_labels = ["stream", "consumer"]
-        consumers = {
-            name: GaugeMetricFamily(name, doc, labels=consumer_labels)
-            for name, doc in [
-                ("nats_jetstream_consumer_pending_messages", "Messages not yet delivered"),
-                ("nats_jetstream_consumer_ack_pending_messages", "Delivered, not yet acked"),
-                ("nats_jetstream_consumer_redelivered_messages", "Redelivered, not yet acked"),
-                ("nats_jetstream_consumer_waiting_pulls", "Pull requests waiting for messages"),
-                ("nats_jetstream_consumer_delivered_sequence", "Last stream sequence delivered"),
-                ("nats_jetstream_consumer_ack_floor_sequence", "Stream sequence acked up to"),
-            ]
-        }
+        streams = _families(STREAM_GAUGES, ["stream"])
+        consumers = _families(CONSUMER_GAUGES, ["stream", "consumer"])
         for account in jsz.get("account_details") or []:
             for stream in account.get("stream_detail") or []:
                 name = str(stream.get("name", ""))
-                state = stream.get("state") or {}
-                for family, key in zip(
-                    streams.values(),
-                    ("messages", "bytes", "last_seq", "consumer_count"),
-                    strict=True,
-                ):
-                    family.add_metric([name], float(state.get(key, 0)))
+                for family, path in streams:
+                    family.add_metric([name], _dig(stream, path))
                 for consumer in stream.get("consumer_detail") or []:
-                    values = (
-                        consumer.get("num_pending", 0),
-                        consumer.get("num_ack_pending", 0),
-                        consumer.get("num_redelivered", 0),
-                        consumer.get("num_waiting", 0),
-                        (consumer.get("delivered") or {}).get("stream_seq", 0),
-                        (consumer.get("ack_floor") or {}).get("stream_seq", 0),
-                    )
                     labels = [name, str(consumer.get("name", ""))]
-                    for family, value in zip(consumers.values(), values, strict=True):
-                        family.add_metric(labels, float(value))
-        yield from streams.values()
-        yield from consumers.values()
+                    for family, path in consumers:
+                        family.add_metric(labels, _dig(consumer, path))
+        yield from (family for family, _ in streams)
+        yield from (family for family, _ in consumers)
+
+
+# Per stream and per consumer: the gauge, its help, where /jsz has the value.
+STREAM_GAUGES = (
+    ("nats_jetstream_stream_messages", "Messages stored in the stream", "state.messages"),
+    ("nats_jetstream_stream_bytes", "Bytes stored in the stream", "state.bytes"),
+    ("nats_jetstream_stream_last_sequence", "The stream's last sequence", "state.last_seq"),
+    ("nats_jetstream_stream_consumers", "Consumers of the stream", "state.consumer_count"),
+)
+CONSUMER_GAUGES = (
+    ("nats_jetstream_consumer_pending_messages", "Not yet delivered", "num_pending"),
+    ("nats_jetstream_consumer_ack_pending_messages", "Delivered, not acked", "num_ack_pending"),
+    ("nats_jetstream_consumer_redelivered_messages", "Redelivered, not acked", "num_redelivered"),
+    ("nats_jetstream_consumer_waiting_pulls", "Pull requests waiting", "num_waiting"),
+    ("nats_jetstream_consumer_delivered_sequence", "Last delivered", "delivered.stream_seq"),
+    ("nats_jetstream_consumer_ack_floor_sequence", "Acked up to", "ack_floor.stream_seq"),
+)
+
+
+def _families(
+    table: tuple[tuple[str, str, str], ...], labels: list[str]
+) -> list[tuple[GaugeMetricFamily, str]]:
+    return [(GaugeMetricFamily(name, doc, labels=labels), path) for name, doc, path in table]
+
+
+def _dig(detail: dict[str, Any], path: str) -> float:
+    """``detail["a"]["b"]`` for ``"a.b"``; 0 where a step is missing."""
+    value: Any = detail
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value or 0)
 
 
 def budget_for(scrape_timeout: str | None, most: float) -> float:
