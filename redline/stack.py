@@ -35,7 +35,7 @@ from redline.binaries import PROGRAMS, BuildError, binary_path, build
 from redline.mail_sink import MailSink
 from redline.state import read_state, state_file, write_state
 from redline.supervisor import Component, StartupError, Supervisor
-from services.topology import REPLICA_PORT_STEP, SERVICES, start_order
+from services.topology import REPLICA_PORT_STEP, SERVICES, start_waves
 
 if TYPE_CHECKING:
     # services.chassis and telemetry are imported where used: they bring
@@ -399,45 +399,50 @@ class Stack:
             # one after 2 s (seconds, in the Python SDK), not the default 10,
             # so an export thread is not stuck and failures show at once.
             otel["OTEL_EXPORTER_OTLP_TIMEOUT"] = "2"
-        for name in start_order():
-            info = SERVICES[name]
-            if info.has_database:
-                asyncio.run(ensure_database(f"{base_dsn}/postgres", database_name(name)))
-            for instance in o.instances(name):
-                env = {
-                    **urls,
-                    **otel,
-                    "REDLINE_HOST": o.host,
-                    "REDLINE_PORT": str(o.ports[instance]),
-                    "REDLINE_OPS_HOST": OPS_HOST,
-                    "REDLINE_OPS_PORT": str(o.ports[f"{instance}-ops"]),
-                    "REDLINE_ADMIN_TOKEN": self.admin_token,
-                    "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
-                    "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
-                    "REDLINE_SMTP_HOST": o.host,
-                    "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
-                    **(LOCAL_GATEWAY if name == "gateway" else {}),
-                    **(REPLICA_DRAIN if len(o.instances(name)) > 1 else {}),
-                    **o.service_env.get(name, {}),
-                }
+        # A wave's services start side by side once the services they call are ready.
+        for k, wave in enumerate(start_waves()):
+            comps: list[Component] = []
+            for name in wave:
+                info = SERVICES[name]
                 if info.has_database:
-                    # Replicas share their service's database, as in a Deployment.
-                    env["DATABASE_URL"] = f"{base_dsn}/{database_name(name)}"
-                self.sup.start(
-                    Component(
-                        name=instance,
-                        argv=[sys.executable, "-m", f"services.{name}"],
-                        env=env,
-                        ready_url=f"{self.url(instance)}/health/ready",
-                        url=self.url(instance) + ("/api/v1" if name == "gateway" else ""),
-                        role=info.summary,
-                        cwd=str(ROOT),
-                        restart=o.restart,
-                        group=name,
+                    asyncio.run(ensure_database(f"{base_dsn}/postgres", database_name(name)))
+                for instance in o.instances(name):
+                    env = {
+                        **urls,
+                        **otel,
+                        "REDLINE_HOST": o.host,
+                        "REDLINE_PORT": str(o.ports[instance]),
+                        "REDLINE_OPS_HOST": OPS_HOST,
+                        "REDLINE_OPS_PORT": str(o.ports[f"{instance}-ops"]),
+                        "REDLINE_ADMIN_TOKEN": self.admin_token,
+                        "REDLINE_ENVIRONMENT": os.environ.get("REDLINE_ENVIRONMENT", "dev"),
+                        "REDLINE_NATS_SERVERS": f"nats://{o.host}:{o.ports['nats']}",
+                        "REDLINE_SMTP_HOST": o.host,
+                        "REDLINE_SMTP_PORT": str(o.ports["mail-sink"]),
+                        **(LOCAL_GATEWAY if name == "gateway" else {}),
+                        **(REPLICA_DRAIN if len(o.instances(name)) > 1 else {}),
+                        **o.service_env.get(name, {}),
+                    }
+                    if info.has_database:
+                        # Replicas share their service's database, as in a Deployment.
+                        env["DATABASE_URL"] = f"{base_dsn}/{database_name(name)}"
+                    comps.append(
+                        Component(
+                            name=instance,
+                            argv=[sys.executable, "-m", f"services.{name}"],
+                            env=env,
+                            ready_url=f"{self.url(instance)}/health/ready",
+                            url=self.url(instance) + ("/api/v1" if name == "gateway" else ""),
+                            role=info.summary,
+                            cwd=str(ROOT),
+                            restart=o.restart,
+                            group=f"services-{k}",
+                        )
                     )
-                )
-                self.rows.append((instance, self.sup.components[-1].url or "", info.summary))
-                self._write_state("starting")
+            self.sup.start_together(comps)
+            for comp in comps:
+                self.rows.append((comp.name, comp.url or "", comp.role))
+            self._write_state("starting")
 
     def _start_alertmanager(self) -> None:
         from telemetry.prometheus.config import alertmanager_command_line

@@ -46,8 +46,9 @@ class Component:
     cwd: str | None = None
     stop_timeout: float = 15.0
     restart: bool = True
-    # Instances of one service (its replicas) share a group: they are stopped
-    # together, their drains overlapping, rather than one drain after another.
+    # Components started side by side (a wave of services and their replicas)
+    # share a group: they are stopped together, their drains overlapping,
+    # rather than one drain after another.
     group: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     # Restart bookkeeping.
@@ -138,11 +139,17 @@ class Supervisor:
         self._threads.append(thread)
 
     def start(self, comp: Component, *, timeout: float = 60.0) -> None:
-        self._width = max(self._width, len(comp.name))
-        self.components.append(comp)
-        self._spawn(comp)
-        if comp.ready_url:
-            self._wait_ready(comp, timeout)
+        self.start_together([comp], timeout=timeout)
+
+    def start_together(self, comps: Sequence[Component], *, timeout: float = 60.0) -> None:
+        """Spawn every one of ``comps``, then wait until each is ready: they start side by side."""
+        for comp in comps:
+            self._width = max(self._width, len(comp.name))
+            self.components.append(comp)
+            self._spawn(comp)
+        for comp in comps:
+            if comp.ready_url:
+                self._wait_ready(comp, timeout)
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
         assert comp.proc is not None

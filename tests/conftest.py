@@ -156,10 +156,16 @@ def stack(
     webhook: AlertSink,
     locust_port: int,
 ) -> Iterator[Stack]:
-    """`redline up` with compressed alert rules, shared by the modules that need a stack."""
+    """`redline up` with compressed alert rules, shared by the modules that need a stack.
+
+    Two instances of inventory: every test on this stack holds with a
+    replicated service, and the zero-error experiments
+    (tests/test_replica_experiments.py) kill and restart them.
+    """
     s = Stack.build(
         tmp_path_factory.mktemp("stack"),
         otlp_endpoint=otlp.endpoint,
+        replicas={"inventory": 2},
         extra=[
             "--alert-webhook", webhook.url,
             "--scrape", f"locust=127.0.0.1:{locust_port}",

@@ -6,7 +6,6 @@ never on fixed sleeps; every process started here is stopped here.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -260,22 +259,37 @@ class Platform:
         return cls(services)
 
     def start(self) -> Platform:
-        from services.topology import start_order
+        from services.topology import start_waves
 
         try:
-            for name in start_order():
-                self.services[name].start()
+            # As `redline up`: a wave side by side, once the services it calls are ready.
+            for wave in start_waves():
+                for name in wave:
+                    self.services[name].start(wait_ready=False)
+                for name in wave:
+                    self.services[name].wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        from services.topology import start_order
+        """Wave by wave, the last started first; a wave's services side by side."""
+        from services.topology import start_waves
 
-        for name in reversed(start_order()):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.services[name].stop()
+        for wave in reversed(start_waves()):
+            procs = [self.services[name].proc for name in wave]
+            for proc in procs:
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                if proc is None:
+                    continue
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=5)
 
 
 @dataclass(frozen=True)
@@ -360,11 +374,20 @@ class Stack:
         rules: str = "compressed",
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
+        replicas: dict[str, int] | None = None,
     ) -> Stack:
+        """``replicas``: `redline up --replicas`, each further instance on its own free ports."""
         ports = {name: free_port() for name in STACK_COMPONENT_PORTS}
-        return cls(
-            base / "state", ports, base / "stack.log", otlp_endpoint, rules, extra or [], env or {}
-        )
+        args = list(extra or [])
+        if replicas:
+            from services.topology import SERVICES
+
+            args += ["--replicas", ",".join(f"{name}={n}" for name, n in replicas.items())]
+            for name, n in replicas.items():
+                for instance in SERVICES[name].instance_names(n)[1:]:
+                    ports[instance] = free_port()
+                    ports[f"{instance}-ops"] = free_port()
+        return cls(base / "state", ports, base / "stack.log", otlp_endpoint, rules, args, env or {})
 
     def argv(self, *extra: str) -> list[str]:
         args = [

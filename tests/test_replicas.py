@@ -4,8 +4,10 @@ One stack for the module, with two instances of inventory, orders, payments
 and the gateway: each its own process, port, ops port and Prometheus target;
 callers spread their calls over the instances and their spans name the one
 that served; a killed orders instance's sagas are finished by the others,
-each exactly once. The zero-error operations (a replica killed, a rolling
-restart) are chaos experiments run against this same stack.
+each exactly once; `redline restart` replaces every instance. The
+zero-error operations (a replica killed, a rolling restart) run in `make
+test` on the shared stack's two inventory instances
+(tests/test_replica_experiments.py).
 """
 
 from __future__ import annotations
@@ -17,30 +19,25 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from chaos.cli import EXPERIMENTS, resolve_configuration
-from chaos.runner import assert_passed, load_experiment, outputs, run_experiment
 from services.topology import SERVICES
-from tests.chaos.support import JaegerQueryApi
 from tests.harness import (
     ADMIN_HEADERS,
     ROOT,
     Stack,
     User,
-    free_port,
     prom_query,
     sign_up,
     wait_until,
 )
 from tests.otlp_receiver import OtlpReceiver
 
-# ~5 minutes (a stack of 13 processes started and stopped, two experiments):
-# `make test-replicas`, not `make test`.
+# ~2 minutes (a stack of 13 processes started and stopped): `make
+# test-replicas`, not `make test`.
 pytestmark = [pytest.mark.slow, pytest.mark.replicas]
 
 # Three of orders: when one is killed, two live instances race to recover its sagas.
@@ -57,29 +54,17 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> It
     s = Stack.build(
         tmp_path_factory.mktemp("replicas"),
         otlp_endpoint=otlp.endpoint,
+        replicas=REPLICAS,
         extra=[
-            "--replicas", ",".join(f"{name}={n}" for name, n in REPLICAS.items()),
             "--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
             # A crashed saga is taken over after 2 s rather than 15 s.
             "--env", "orders:REDLINE_SAGA_LEASE_SECONDS=2",
             "--env", "orders:REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS=0.5",
         ],
     )  # fmt: skip
-    for name in REPLICATED:
-        for instance in instances(name)[1:]:
-            s.ports[instance] = free_port()
-            s.ports[f"{instance}-ops"] = free_port()
     s.start(timeout=240)
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def jaeger(otlp: OtlpReceiver) -> Iterator[JaegerQueryApi]:
-    """The experiments' trace checks read Jaeger's query API; here it serves the receiver's spans."""
-    api = JaegerQueryApi(otlp).start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -242,43 +227,6 @@ def test_a_killed_orders_instance_has_its_sagas_finished_exactly_once(
         assert charges[0].json()["status"] == "charged"
         reservation = httpx.get(f"{replicas.url('inventory')}/reservations/{order_id}").json()
         assert reservation["status"] == "committed"
-
-
-def run(name: str, replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path) -> dict[str, Any]:
-    experiment = load_experiment(EXPERIMENTS / f"{name}.yaml")
-    configuration = {
-        "redline_state_dir": str(replicas.state_dir),
-        "fault_proxy_url": "",
-        "jaeger_url": jaeger.url,
-    }
-    journal = run_experiment(
-        experiment, resolve_configuration(experiment, configuration), tmp_path / name
-    )
-    assert_passed(journal)
-    return outputs(journal)
-
-
-def test_a_killed_replica_costs_its_callers_at_most_a_tenth_of_a_percent(
-    replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path
-) -> None:
-    out = run("replica-killed", replicas, jaeger, tmp_path)
-    assert out["callers-eject-the-dead-replica"]["value"] >= 1
-    catalog = out["requests-over-the-run"]
-    assert catalog["error_ratio"] <= 0.001, catalog
-
-
-def test_a_rolling_restart_under_load_fails_no_request(
-    replicas: Stack, jaeger: JaegerQueryApi, tmp_path: Path
-) -> None:
-    before = {
-        i: (replicas.state() or {})["components"][i]["pid"] for i in ("inventory", "inventory-2")
-    }
-    out = run("rolling-restart", replicas, jaeger, tmp_path)
-    restarted = out["rolling-restart"]["instances"]
-    assert [r["instance"] for r in restarted] == ["inventory", "inventory-2"]
-    assert {r["instance"]: r["old_pid"] for r in restarted} == before
-    during = out["requests-during-the-restart"]
-    assert during["statuses"].keys() <= {"200"}, during
 
 
 def test_redline_restart_replaces_every_instance_of_a_service(replicas: Stack) -> None:

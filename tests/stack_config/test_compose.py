@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import jsonschema  # type: ignore[import-untyped, unused-ignore]  # types-jsonschema
 import pytest
 
-from services.topology import SERVICES, start_order
+from services.topology import SERVICES, start_order, start_waves
 from tests.stack_config.stack import (
     COMPOSE_FILE,
     POSTGRES_INIT,
@@ -144,6 +144,19 @@ def test_start_order_of_the_compose_graph_agrees_with_the_topology(
         for dep in depends_on(services[name]):
             if dep in SERVICES:
                 assert order.index(dep) < order.index(name)
+
+
+def test_each_start_wave_calls_only_earlier_waves_and_starts_as_soon_as_it_can() -> None:
+    waves = start_waves()
+    assert sorted(n for wave in waves for n in wave) == sorted(SERVICES)
+    for k, wave in enumerate(waves):
+        earlier = {n for w in waves[:k] for n in w}
+        for name in wave:
+            assert set(SERVICES[name].calls) <= earlier, name
+            # Not a wave later than needed: it calls something of the wave just before.
+            assert k == 0 or set(SERVICES[name].calls) & set(waves[k - 1]), name
+    assert waves[0] == ["accounts", "inventory", "payments", "notifications"]
+    assert waves[-1] == ["gateway"]
 
 
 @pytest.mark.parametrize("name", list(SERVICES))
