@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chaos.context import DEFAULT_STATE_DIR, StackNotRunning, stack
+from chaos.context import DEFAULT_STATE_DIR, StackInfo, StackNotRunning, stack
 from chaos.runner import InvalidExperiment, load_experiment, run_experiment, validate
 
 EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
@@ -101,21 +101,43 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def missing_components(experiment: dict[str, Any], running: StackInfo) -> list[str]:
+    """The components the experiment's ``requires`` names that the stack does not run."""
+    evidence: dict[str, Any] = next(
+        (e for e in experiment.get("extensions", []) if e.get("name") == "redline"), {}
+    )
+    return [c for c in evidence.get("requires", []) if not running.running(c)]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     names = [p.stem for p in experiment_files(Path(args.dir))] if args.all else args.names
     if not names:
         raise SystemExit("redline chaos run: name experiments, or --all")
     overrides = _overrides(args)
     try:
-        stack(overrides)
+        running = stack(overrides)
     except StackNotRunning as exc:
         raise SystemExit(f"redline chaos: {exc}") from None
     out = Path(args.out) if args.out else Path(overrides["redline_state_dir"]) / "chaos-runs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results: list[tuple[str, bool, Path]] = []
+    skipped: list[tuple[str, list[str]]] = []
     for name in names:
         path = find(name, Path(args.dir))
         experiment = load_experiment(path)
+        missing = missing_components(experiment, running)
+        if missing:
+            # Named on the command line it is an error; in --all, not this stack's to run.
+            print(
+                f"redline chaos: {path.stem} needs {', '.join(missing)}, which this stack does "
+                f"not run (`redline up --replicas ...`, see the experiment's description)",
+                file=sys.stderr,
+            )
+            if args.all:
+                skipped.append((path.stem, missing))
+            else:
+                results.append((path.stem, False, out))
+            continue
         run_dir = out / f"{stamp}-{path.stem}"
         try:
             journal = run_experiment(
@@ -129,10 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  report: {run_dir / 'report.md'}\n")
         if journal["status"] == "interrupted":
             break
-    if len(results) > 1:
+    if len(results) + len(skipped) > 1:
         print("summary:")
         for name, passed, run_dir in results:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:<22} {run_dir}")
+        for name, missing in skipped:
+            print(f"  SKIP  {name:<22} needs {', '.join(missing)}")
     return 0 if results and all(passed for _, passed, _ in results) else 1
 
 

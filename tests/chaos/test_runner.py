@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -429,3 +430,42 @@ def test_running_without_a_stack_says_how_to_start_one(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert f"no running stack in {tmp_path}" in result.stderr
     assert "redline up" in result.stderr
+
+
+def test_an_experiment_needing_replicas_is_refused_by_name_and_skipped_by_all(
+    tmp_path: Path,
+) -> None:
+    """A single-instance stack: `run rolling-restart` says what it lacks; `--all` skips it."""
+    import shutil
+
+    from redline.state import write_state
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    write_state(state_dir, {"ports": {}, "components": {"inventory": {"pid": 1}}})
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    for name in ("replica-killed", "rolling-restart"):
+        shutil.copy(EXPERIMENTS / f"{name}.yaml", folder)
+
+    def chaos(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "redline", "chaos", "run", *args, "--dir", str(folder)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "REDLINE_STATE_DIR": str(state_dir)},
+        )
+
+    named = chaos("rolling-restart")
+    assert named.returncode == 1
+    assert named.stderr.strip().splitlines() == [
+        "redline chaos: rolling-restart needs inventory-2, which this stack does not run "
+        "(`redline up --replicas ...`, see the experiment's description)"
+    ]
+    everything = chaos("--all")
+    assert "SKIP  replica-killed" in everything.stdout
+    assert "SKIP  rolling-restart        needs inventory-2" in everything.stdout
+    assert "PASS" not in everything.stdout
+    assert "FAIL" not in everything.stdout
