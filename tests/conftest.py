@@ -15,6 +15,7 @@ import pytest
 from hypothesis import settings
 
 from redline.alert_sink import AlertSink
+from redline.mail_sink import MailSink
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
 from tests.harness import (
@@ -25,6 +26,7 @@ from tests.harness import (
     free_port,
     otel_env,
 )
+from tests.nats_server import EVENTS_ENV, NatsServer
 from tests.otlp_receiver import OtlpReceiver
 
 _db_counter = itertools.count(1)
@@ -106,22 +108,47 @@ def inventory(
 
 
 @pytest.fixture(scope="session")
+def platform_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """The platform's NATS (tests/events stop and start it)."""
+    base = tmp_path_factory.mktemp("platform-nats")
+    server = NatsServer(store_dir=base / "jetstream", log_path=base / "nats.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mail_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailSink]:
+    """Where the platform's notifications service delivers its mail."""
+    sink = MailSink("127.0.0.1", free_port(), tmp_path_factory.mktemp("mail")).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
 def platform(
-    new_database: Callable[[str], str], otlp: OtlpReceiver, logs_dir: Path
+    new_database: Callable[[str], str],
+    otlp: OtlpReceiver,
+    logs_dir: Path,
+    platform_nats: NatsServer,
+    mail_sink: MailSink,
 ) -> Iterator[Platform]:
-    """All five services, on fresh databases, shared by the test modules that use it.
+    """All six services on fresh databases, NATS and a mail sink, shared by the modules that use it.
 
     Tests leave it as they found it (faults cleared, processes running), and
     check invariants that hold whatever other tests did (stock is conserved,
     money charged equals confirmed orders) rather than absolute counts.
     """
+    events = {"REDLINE_NATS_SERVERS": platform_nats.url, **EVENTS_ENV}
     p = Platform.build(
         databases=new_database,
         logs=logs_dir / f"platform-{free_port()}",
         otlp_endpoint=otlp.endpoint,
         extra_env={
+            "accounts": events,
+            "notifications": {**events, "REDLINE_SMTP_PORT": str(mail_sink.port)},
             "payments": PREDICTABLE_PAYMENTS,
             "orders": {
+                **events,
                 "REDLINE_SAGA_LEASE_SECONDS": "2",
                 "REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS": "0.5",
             },

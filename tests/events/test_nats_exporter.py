@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from alerts.promql import Catalog
 from redline.nats_exporter import budget_for
 from tests.conftest import require_tool
-from tests.events.conftest import NatsServer
 from tests.harness import ROOT, free_port, terminate, wait_until
+from tests.nats_server import NatsServer
 
 STREAM = "EXPORTED"
 CONSUMER = "reader"

@@ -15,8 +15,8 @@ from nats.js.api import StreamInfo
 
 from redline.mail_sink import MailSink, by_message_id
 from services.events.bus import DEADLETTER_STREAM
-from tests.events.conftest import NatsServer
 from tests.harness import Platform, User, sign_up, traceparent, wait_until
+from tests.nats_server import NatsServer
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.slow
@@ -54,16 +54,19 @@ def metric(url: str, name: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def user(events_platform: Platform, mail_sink: MailSink) -> User:
-    u = sign_up(events_platform.gateway)
-    wait_for_mail(mail_sink, "Welcome")  # user.registered reached notifications
+def user(platform: Platform, mail_sink: MailSink) -> User:
+    u = sign_up(platform.gateway)
+    wait_until(  # user.registered reached notifications
+        lambda: [m for m in mail_sink.mails() if m["To"] == u.email and "Welcome" in m["Subject"]],
+        message="no welcome mail",
+    )
     return u
 
 
 def test_confirmed_order_sends_one_mail_listed_through_the_gateway(
-    events_platform: Platform, mail_sink: MailSink, user: User
+    platform: Platform, mail_sink: MailSink, user: User
 ) -> None:
-    r = place_order(events_platform, user)
+    r = place_order(platform, user)
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
     mail = wait_for_mail(mail_sink, order_id)
@@ -74,7 +77,7 @@ def test_confirmed_order_sends_one_mail_listed_through_the_gateway(
         lambda: [
             n
             for n in httpx.get(
-                f"{events_platform.gateway}/api/v1/notifications",
+                f"{platform.gateway}/api/v1/notifications",
                 headers=user.headers,
                 timeout=5,
             ).json()["items"]
@@ -85,18 +88,18 @@ def test_confirmed_order_sends_one_mail_listed_through_the_gateway(
     assert listing[0]["event_type"] == "order.confirmed"
     assert listing[0]["recipient"] == user.email
     # Someone else's token sees none of it.
-    other = sign_up(events_platform.gateway)
+    other = sign_up(platform.gateway)
     theirs = httpx.get(
-        f"{events_platform.gateway}/api/v1/notifications", headers=other.headers, timeout=5
+        f"{platform.gateway}/api/v1/notifications", headers=other.headers, timeout=5
     ).json()["items"]
     assert all(n["order_id"] != order_id for n in theirs)
     assert len(mails_about(mail_sink, order_id)) == 1
 
 
 def test_declined_order_sends_a_cancellation_mail(
-    events_platform: Platform, mail_sink: MailSink, user: User
+    platform: Platform, mail_sink: MailSink, user: User
 ) -> None:
-    r = place_order(events_platform, user, payment_method="pm_card_chargeDeclined")
+    r = place_order(platform, user, payment_method="pm_card_chargeDeclined")
     assert r.status_code == 402, r.text
     mail = wait_until(
         lambda: next(
@@ -113,10 +116,10 @@ def test_declined_order_sends_a_cancellation_mail(
 
 
 def test_the_order_trace_contains_publish_process_and_mail_delivery(
-    events_platform: Platform, otlp: OtlpReceiver, mail_sink: MailSink, user: User
+    platform: Platform, otlp: OtlpReceiver, mail_sink: MailSink, user: User
 ) -> None:
     header, trace_id, _ = traceparent()
-    r = place_order(events_platform, user, traceparent=header)
+    r = place_order(platform, user, traceparent=header)
     assert r.status_code == 201, r.text
     wait_for_mail(mail_sink, r.json()["id"])
 
@@ -167,14 +170,14 @@ async def _deadletters(url: str) -> tuple[StreamInfo, Any]:
 
 
 def test_poison_event_is_dead_lettered_after_n_deliveries_and_the_rest_flow(
-    events_platform: Platform, nats_server: NatsServer, mail_sink: MailSink, user: User
+    platform: Platform, platform_nats: NatsServer, mail_sink: MailSink, user: User
 ) -> None:
-    notifications = events_platform["notifications"].url
+    notifications = platform["notifications"].url
     before = metric(notifications, "notifications_dead_letters_total")
     poison = json.dumps({"id": str(uuid.uuid4()), "type": "order.confirmed", "version": 99})
-    asyncio.run(_publish_raw(nats_server.url, "events.order.confirmed", poison.encode()))
+    asyncio.run(_publish_raw(platform_nats.url, "events.order.confirmed", poison.encode()))
 
-    r = place_order(events_platform, user)
+    r = place_order(platform, user)
     assert r.status_code == 201
     wait_for_mail(mail_sink, r.json()["id"])  # not stuck behind the poison event
 
@@ -182,19 +185,19 @@ def test_poison_event_is_dead_lettered_after_n_deliveries_and_the_rest_flow(
         lambda: metric(notifications, "notifications_dead_letters_total") >= before + 1,
         message="the poison event was not dead-lettered",
     )
-    _, last = asyncio.run(_deadletters(nats_server.url))
+    _, last = asyncio.run(_deadletters(platform_nats.url))
     assert last.data == poison.encode()
     assert last.headers["Redline-Deliveries"] == "3"
     assert last.headers["Redline-Original-Subject"] == "events.order.confirmed"
 
 
 def test_orders_confirm_while_nats_is_down_and_the_outbox_drains_after(
-    events_platform: Platform, nats_server: NatsServer, mail_sink: MailSink, user: User
+    platform: Platform, platform_nats: NatsServer, mail_sink: MailSink, user: User
 ) -> None:
-    orders = events_platform["orders"].url
-    nats_server.kill()
+    orders = platform["orders"].url
+    platform_nats.kill()
     try:
-        placed = [place_order(events_platform, user) for _ in range(3)]
+        placed = [place_order(platform, user) for _ in range(3)]
         assert [r.status_code for r in placed] == [201, 201, 201]
         wait_until(
             lambda: metric(orders, "outbox_backlog_events") >= 3,
@@ -202,7 +205,7 @@ def test_orders_confirm_while_nats_is_down_and_the_outbox_drains_after(
         )
         assert metric(orders, "outbox_oldest_unsent_age_seconds") > 0
     finally:
-        nats_server.start()
+        platform_nats.start()
     for r in placed:
         wait_for_mail(mail_sink, r.json()["id"], timeout=20)
     wait_until(lambda: metric(orders, "outbox_backlog_events") == 0, message="outbox not drained")
@@ -211,11 +214,11 @@ def test_orders_confirm_while_nats_is_down_and_the_outbox_drains_after(
 
 
 def test_notifications_killed_mid_batch_redelivers_and_mails_each_order_once(
-    events_platform: Platform, mail_sink: MailSink, user: User
+    platform: Platform, mail_sink: MailSink, user: User
 ) -> None:
-    notifications = events_platform["notifications"]
+    notifications = platform["notifications"]
     notifications.kill()
-    placed = [place_order(events_platform, user) for _ in range(6)]
+    placed = [place_order(platform, user) for _ in range(6)]
     assert {r.status_code for r in placed} == {201}
     ids = [r.json()["id"] for r in placed]
 
@@ -241,7 +244,7 @@ def test_notifications_killed_mid_batch_redelivers_and_mails_each_order_once(
         # died before its "250" carries the same Message-ID (the SMTP window).
         assert len(per_id) == 1, per_id
     listed = httpx.get(
-        f"{events_platform.gateway}/api/v1/notifications?limit=100",
+        f"{platform.gateway}/api/v1/notifications?limit=100",
         headers=user.headers,
         timeout=5,
     ).json()["items"]

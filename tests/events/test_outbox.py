@@ -15,7 +15,7 @@ from services.events import SCHEMA_PATH, Bus, OutboxRelay, enqueue, validate_eve
 from services.events.bus import EVENTS_STREAM
 from services.events.schema import OrderEvent, UserRegistered
 from services.orders.app import MIGRATIONS as ORDERS_MIGRATIONS
-from tests.events.conftest import NatsServer
+from tests.nats_server import NatsServer
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 ORDER_DATA = {
