@@ -74,3 +74,21 @@ def test_a_request_id_finds_its_trace_and_follow_prints_lines_that_arrive_later(
         follower.join(timeout=5)
     services = [json.loads(ln)["service"] for ln in out.getvalue().splitlines()]
     assert services == ["gateway", "payments"]
+
+
+def test_a_service_stands_for_every_instance_of_it(tmp_path: Path) -> None:
+    """With `--replicas inventory=2`, an order's reservation may be committed by either."""
+    now = datetime.now(UTC)
+    order = "5f0c4a9e-7d0b-4f5e-9a1c-3e2b1d0c9f8a"
+    trace = "ef" * 16
+    write(tmp_path / "gateway.log", line("gateway", "request", now, trace, path="/api/v1/orders"))
+    write(tmp_path / "inventory.log", line("inventory", "other", now, "12" * 16, path="/products"))
+    write(
+        tmp_path / "inventory-2.log",
+        line("inventory", "request", now, trace, path=f"/reservations/{order}/commit"),
+    )
+    write(tmp_path / "inventory-copy.log", line("inventory", "not an instance", now, trace))
+    out = io.StringIO()
+    assert show(tmp_path, [], trace=order, readable=True, out=out) == 0
+    sources = [ln.split(" | ", 1)[0].strip() for ln in out.getvalue().splitlines()]
+    assert sorted(sources) == ["gateway", "inventory-2"]

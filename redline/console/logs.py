@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from redline.console.logfmt import concise, parse
-from services.topology import SERVICES
+from services.topology import SERVICES, instance_of
 
 _LOGFMT_TS = re.compile(r"\bts=(\S+)")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -79,14 +79,25 @@ def read_lines(path: Path, source: str, *, start: int = 0) -> tuple[list[Line], 
 
 
 def sources(log_dir: Path, names: Iterable[str]) -> dict[str, Path]:
-    """``{name: file}``: the services by default, any component by name."""
+    """``{name: file}``: the services by default, any component by name.
+
+    A service stands for every instance of it (``inventory``, ``inventory-2``
+    with `redline up --replicas`): a request may have been served by any.
+    """
     wanted = list(names) or list(SERVICES)
     available = {p.stem: p for p in sorted(log_dir.glob("*.log"))}
     unknown = [n for n in wanted if n not in available and n not in SERVICES]
     if unknown:
         known = ", ".join(available) or "none yet"
         raise ValueError(f"no log for {', '.join(unknown)} in {log_dir} (logs: {known})")
-    return {n: log_dir / f"{n}.log" for n in wanted}
+    out: dict[str, Path] = {}
+    for name in wanted:
+        out[name] = log_dir / f"{name}.log"
+        for stem, path in available.items():
+            instance = instance_of(stem)
+            if name in SERVICES and instance is not None and instance[0] == name:
+                out[stem] = path
+    return out
 
 
 _IDS = ("request_id", "order_id")
