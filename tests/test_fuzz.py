@@ -126,7 +126,9 @@ def standalone(
     }
     try:
         for svc in services.values():
-            svc.start()
+            svc.start(wait_ready=False)  # side by side: neither calls the other
+        for svc in services.values():
+            svc.wait_ready()
         yield services
     finally:
         for svc in services.values():
