@@ -110,8 +110,7 @@ def inventory(
 @pytest.fixture(scope="session")
 def platform_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     """The platform's NATS (tests/events stop and start it)."""
-    base = tmp_path_factory.mktemp("platform-nats")
-    server = NatsServer(store_dir=base / "jetstream", log_path=base / "nats.log").start()
+    server = NatsServer.in_folder(tmp_path_factory.mktemp("platform-nats")).start()
     yield server
     server.stop()
 

@@ -76,3 +76,9 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=5)
+
+    @classmethod
+    def in_folder(cls, base: Path) -> NatsServer:
+        """Not started: JetStream's store and the log under ``base``."""
+        return cls(store_dir=base / "jetstream", log_path=base / "nats.log")
+

@@ -11,7 +11,6 @@ from tests.nats_server import NatsServer
 
 @pytest.fixture(scope="module")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    base = tmp_path_factory.mktemp("nats")
-    server = NatsServer(store_dir=base / "jetstream", log_path=base / "nats.log").start()
+    server = NatsServer.in_folder(tmp_path_factory.mktemp("nats")).start()
     yield server
     server.stop()
