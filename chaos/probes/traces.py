@@ -9,6 +9,7 @@ import httpx
 
 from chaos.context import MARKS, Configuration, setting, stack
 from chaos.probes._common import TIMEOUT, ProbeSkipped, poll
+from chaos.probes.prometheus import promql
 
 
 def _exemplar_traces(
@@ -79,7 +80,9 @@ def trace_shows(
     buckets with ``labels``, fetches their traces from the Jaeger query API,
     and looks for a span named ``expect_span``, a span event
     ``expect_event`` (or any of a list of them), and an error span in service
-    ``expect_error_in``. ``found`` is 1 when one trace shows all that was asked.
+    ``expect_error_in``. ``found`` is 1 when one trace shows all that was asked;
+    when 0, ``observed`` is how many such requests the histogram counted since
+    the mark (none at all, or no exemplar for them).
     """
     events = [expect_event] if isinstance(expect_event, str) else expect_event
     url = setting(configuration, "jaeger_url")
@@ -117,4 +120,14 @@ def trace_shows(
                 return {"found": 1, **summary, "exemplars": len(trace_ids)}
             if trace_id not in [c["trace_id"] for c in checked]:
                 checked.append(summary)
-    return {"found": 0, "exemplars": len(trace_ids), "checked": checked[:5]}
+    # Why nothing was found: were there no such requests, or no exemplar for them?
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    observed = promql(
+        f"sum(increase({metric}_count{{{selector}}}[$window]))", since_mark, configuration
+    )
+    return {
+        "found": 0,
+        "exemplars": len(trace_ids),
+        "observed": observed,
+        "checked": checked[:5],
+    }

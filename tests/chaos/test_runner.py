@@ -469,3 +469,55 @@ def test_an_experiment_needing_replicas_is_refused_by_name_and_skipped_by_all(
     assert "SKIP  rolling-restart        needs inventory-2" in everything.stdout
     assert "PASS" not in everything.stdout
     assert "FAIL" not in everything.stdout
+
+
+def test_a_trace_probe_that_finds_no_exemplar_says_how_many_requests_there_were(
+    tmp_path: Path,
+) -> None:
+    """No exemplar since the mark: `observed` tells "no such request" from "no exemplar"."""
+    from chaos.context import MARKS
+    from chaos.probes.traces import trace_shows
+    from redline.state import write_state
+
+    asked: list[str] = []
+
+    class Prometheus(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            from urllib.parse import parse_qs, urlsplit
+
+            url = urlsplit(self.path)
+            asked.append(parse_qs(url.query)["query"][0])
+            data: Any = []
+            if url.path == "/api/v1/query":
+                data = {"resultType": "vector", "result": [{"metric": {}, "value": [0, "7"]}]}
+            body = json.dumps({"status": "success", "data": data}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Prometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        write_state(tmp_path, {"ports": {"prometheus": server.server_address[1]}})
+        MARKS.set("outage")
+        out = trace_shows(
+            "http_server_request_duration_seconds",
+            {"job": "inventory", "http_response_status_code": "503"},
+            since_mark="outage",
+            within=0.1,
+            configuration={"redline_state_dir": str(tmp_path), "jaeger_url": "http://unused"},
+        )
+    finally:
+        server.shutdown()
+    assert out["found"] == 0
+    assert out["exemplars"] == 0
+    assert out["observed"] == 7.0
+    assert asked[-1].startswith(
+        'sum(increase(http_server_request_duration_seconds_count{job="inventory",'
+        'http_response_status_code="503"}['
+    )
