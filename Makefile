@@ -24,10 +24,10 @@ test: install system-deps  ## Install, then run the test suite
 	$(RUN)/pytest
 
 # A stack with two of gateway, inventory and payments and three of orders:
-# balancing, saga recovery across instances, `redline restart`. ~2-3 min on 2
-# cores, so not in `make test` (pytest -m replicas); the replica-killed and
+# balancing, saga recovery across instances, `redline restart`. ~1.5 min on 2
+# cores, not in `make test` (pytest -m replicas); the replica-killed and
 # rolling-restart experiments are, on the shared stack's two inventories.
-test-replicas: install system-deps  ## The larger replica stack's tests (~3 min)
+test-replicas: install system-deps  ## The larger replica stack's tests (~1.5 min)
 	$(RUN)/python -m redline.binaries --require
 	$(RUN)/pytest -m replicas tests/test_replicas.py
 
