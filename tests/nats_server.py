@@ -81,4 +81,3 @@ class NatsServer:
     def in_folder(cls, base: Path) -> NatsServer:
         """Not started: JetStream's store and the log under ``base``."""
         return cls(store_dir=base / "jetstream", log_path=base / "nats.log")
-
