@@ -31,8 +31,8 @@ import httpx
 from redline.mail_sink import MailSink
 from services.events import enqueue
 from tests.conftest import throwaway_postgres
-from tests.events.conftest import EVENTS_ENV, NatsServer
 from tests.harness import Platform, free_port, sign_up, wait_until
+from tests.nats_server import EVENTS_ENV, NatsServer
 
 
 def _pct(values: list[float], p: float) -> float:
