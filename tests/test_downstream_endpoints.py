@@ -9,6 +9,7 @@ in tests/test_replicas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from collections import Counter
@@ -202,3 +203,67 @@ async def test_a_failed_lookup_keeps_the_last_endpoints() -> None:
     await discovery.refresh()
     assert [e.address for e in d.balancer.endpoints] == ["10.9.9.9:80"]
     await d.aclose()
+
+
+async def test_a_name_that_scales_up_then_down_moves_the_calls_with_it() -> None:
+    """A headless Service's answer changes as pods come and go; the calls follow it.
+
+    Two real servers on one port, at 127.0.0.1 and 127.0.0.2. Only the name's
+    answer is scripted (this machine resolves no name to two loopback
+    addresses): one pod, then both, then only the second. An endpoint that
+    stays is the same one (in-flight count and ejection carry over), a new
+    one gets calls at once, a removed one gets no more.
+    """
+    first_seen, second_seen = Seen(), Seen()
+
+    async def serve(host: str, port: int, seen: Seen) -> asyncio.Server:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await echo(reader, writer, seen)
+            writer.close()
+
+        return await asyncio.start_server(on_connect, host, port)
+
+    first = await serve("127.0.0.1", 0, first_seen)
+    port = first.sockets[0].getsockname()[1]
+    second = await serve("127.0.0.2", port, second_seen)
+    answer = ["127.0.0.1"]
+
+    async def lookup(host: str, _port: int) -> list[str]:
+        assert host == "inventory-headless"
+        return list(answer)
+
+    d = downstream("http://10.9.9.9:80")
+    discovery = DnsDiscovery(d.balancer, [f"http://inventory-headless:{port}"], 30.0, lookup)
+    try:
+        await discovery.refresh()
+        assert [e.address for e in d.balancer.endpoints] == [f"127.0.0.1:{port}"]
+        await asyncio.gather(*(d.request("GET", f"/a/{i}") for i in range(6)))
+        assert (len(first_seen.requests), len(second_seen.requests)) == (6, 0)
+
+        kept = d.balancer.endpoints[0]
+        answer.append("127.0.0.2")  # scaled up
+        await discovery.refresh()
+        assert [e.address for e in d.balancer.endpoints] == [
+            f"127.0.0.1:{port}",
+            f"127.0.0.2:{port}",
+        ]
+        assert d.balancer.endpoints[0] is kept  # its state carried over
+        await asyncio.gather(*(d.request("GET", f"/b/{i}") for i in range(24)))
+        assert len(second_seen.requests) > 0
+        assert len(first_seen.requests) > 6
+
+        answer.remove("127.0.0.1")  # scaled down
+        await discovery.refresh()
+        assert [e.address for e in d.balancer.endpoints] == [f"127.0.0.2:{port}"]
+        before = len(first_seen.requests)
+        await asyncio.gather(*(d.request("GET", f"/c/{i}") for i in range(6)))
+        assert len(first_seen.requests) == before
+
+        answer.clear()  # an empty answer keeps the last good set
+        await discovery.refresh()
+        assert [e.address for e in d.balancer.endpoints] == [f"127.0.0.2:{port}"]
+    finally:
+        await d.aclose()
+        for srv in (first, second):
+            srv.close()

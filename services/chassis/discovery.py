@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import httpx
 
@@ -37,9 +37,18 @@ def _is_address(host: str) -> bool:
     return True
 
 
-async def resolve(urls: Sequence[str]) -> list[str]:
+# A host name and port -> the addresses it resolves to.
+Lookup = Callable[[str, int], Awaitable[Iterable[str]]]
+
+
+async def system_lookup(host: str, port: int) -> list[str]:
+    """The system resolver's answer (getaddrinfo: /etc/hosts, DNS), as addresses."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def resolve(urls: Sequence[str], lookup: Lookup = system_lookup) -> list[str]:
     """Each URL with a host name becomes one URL per address it resolves to, in sorted order."""
-    loop = asyncio.get_running_loop()
     out: list[str] = []
     for raw in urls:
         url = httpx.URL(raw)
@@ -47,8 +56,7 @@ async def resolve(urls: Sequence[str]) -> list[str]:
             out.append(raw.rstrip("/"))
             continue
         port = url.port or (443 if url.scheme == "https" else 80)
-        infos = await loop.getaddrinfo(url.host, port, type=socket.SOCK_STREAM)
-        addresses = sorted({str(info[4][0]) for info in infos})
+        addresses = sorted(set(await lookup(url.host, port)))
         for address in addresses:
             host = f"[{address}]" if ":" in address else address
             out.append(str(url.copy_with(netloc=f"{host}:{port}".encode())).rstrip("/"))
@@ -58,10 +66,17 @@ async def resolve(urls: Sequence[str]) -> list[str]:
 class DnsDiscovery:
     """Keeps ``balancer``'s endpoints at what ``urls`` resolve to, every ``interval`` seconds."""
 
-    def __init__(self, balancer: Balancer, urls: Sequence[str], interval: float) -> None:
+    def __init__(
+        self,
+        balancer: Balancer,
+        urls: Sequence[str],
+        interval: float,
+        lookup: Lookup = system_lookup,
+    ) -> None:
         self._balancer = balancer
         self._urls = tuple(urls)
         self._interval = interval
+        self._lookup = lookup
         self._task: asyncio.Task[None] | None = None
         self.refreshed = asyncio.Event()
 
@@ -72,7 +87,7 @@ class DnsDiscovery:
 
     async def refresh(self) -> None:
         try:
-            urls = await resolve(self._urls)
+            urls = await resolve(self._urls, self._lookup)
         except OSError as exc:
             _log.warning("endpoint discovery failed", balancer=self._balancer.name, error=str(exc))
             return
