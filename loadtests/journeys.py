@@ -2,8 +2,9 @@
 
 Every request goes through :meth:`RedlineUser.call`, which names it by its
 route template (so Locust's table lines up with the dashboards' ``http_route``),
-sends a fresh sampled ``traceparent``, and decides success by what the journey
-expects (:mod:`loadtests.checks`), not by the status class.
+sends a fresh sampled ``traceparent`` (the context of the generator's own CLIENT
+span when spans are exported: :mod:`loadtests.tracing`), and decides success by
+what the journey expects (:mod:`loadtests.checks`), not by the status class.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from urllib.parse import urlencode
 
 from locust import FastHttpUser, task
 
-from loadtests import checks, data, notification_delays
-from loadtests.tracing import new_traceparent
+from loadtests import checks, data, notification_delays, tracing
 
 PRODUCTS = "/api/v1/products"
 PRODUCT = "/api/v1/products/{product_id}"
@@ -88,40 +88,50 @@ class RedlineUser(FastHttpUser):
         check: Check | None = None,
     ) -> Reply:
         """One request, traced, named ``name``, a failure unless ``expected`` (and ``check``)."""
-        header, trace_id, _ = new_traceparent()
+        trace = tracing.TRACER.start(method, name, self.host or "", path)
         url = f"{path}?{urlencode(params)}" if params else path
-        with self.client.request(
-            method,
-            url,
-            name=name,
-            json=json,
-            headers={"traceparent": header, **(headers or {})},
-            catch_response=True,
-            context={"trace_id": trace_id},
-        ) as response:
-            status = int(response.status_code or 0)
-            try:
-                body = bytes(response.content or b"")
-            except Exception:  # a broken connection has no body to read
-                body = b""
-            # geventhttpclient's Headers: items() gives (name, value) pairs, dict() does not.
-            received = {k.lower(): v for k, v in (response.headers or {}).items()}
-            reply = Reply(status, body, received)
-            error = getattr(response, "error", None)
-            problem = checks.verdict(
-                status,
-                expected,
-                body,
-                conflicts=conflicts,
-                rate_limited_ok=self._option("rate_limited_ok", False),
-                error=None if error is None else repr(error),
-            )
-            if problem is None and check is not None:
-                problem = check(reply)
-            if problem is None:
-                response.success()
-            else:
-                response.failure(problem)
+        status, problem, error = 0, None, None
+        try:
+            with self.client.request(
+                method,
+                url,
+                name=name,
+                json=json,
+                headers={"traceparent": trace.header, **(headers or {})},
+                catch_response=True,
+                # The locustfile's request listener reads both (and sets trace.slowest).
+                context={"trace_id": trace.trace_id, "trace": trace},
+            ) as response:
+                status = int(response.status_code or 0)
+                try:
+                    body = bytes(response.content or b"")
+                except Exception:  # a broken connection has no body to read
+                    body = b""
+                # geventhttpclient's Headers: items() gives (name, value) pairs, dict() does not.
+                received = {k.lower(): v for k, v in (response.headers or {}).items()}
+                reply = Reply(status, body, received)
+                error = getattr(response, "error", None)
+                problem = checks.verdict(
+                    status,
+                    expected,
+                    body,
+                    conflicts=conflicts,
+                    rate_limited_ok=self._option("rate_limited_ok", False),
+                    error=None if error is None else repr(error),
+                )
+                if problem is None and check is not None:
+                    problem = check(reply)
+                if problem is None:
+                    response.success()
+                else:
+                    response.failure(problem)
+        except Exception as exc:  # the journey's own code failed (a stopped user is no error)
+            problem = problem or f"{type(exc).__name__}: {exc}"
+            error = error or exc
+            raise
+        finally:
+            # After Locust's request event: its listener has judged the request by now.
+            tracing.TRACER.end(trace, status, problem, error)
         if status == 429:  # back off as told (time.sleep is gevent's under Locust)
             retry_after = reply.header("retry-after")
             time.sleep(

@@ -9,6 +9,10 @@ additions into Locust's events:
 - trace ids of the slowest and failed requests (:mod:`loadtests.tracing`):
   workers ship theirs with every stats report, the master merges; printed and
   written (``--trace-report``, default ``<--csv>_traces.json``) at the end.
+  With an OTLP endpoint in the environment, each process that sends requests
+  (the local one, or each worker) also exports a CLIENT span per request, marked
+  ``redline.load.slowest`` when the request entered the slowest lists, so a tail
+  sampler keeps every trace listed; flushed as the process quits.
 - commit → mail delays of the notifications the journeys listed
   (:mod:`loadtests.notification_delays`): shipped and merged the same way;
   their p50/p95/p99 printed and written with the trace report.
@@ -42,6 +46,7 @@ from loadtests import (
     shapes,
     summary,
     thresholds,
+    tracing,
 )
 from loadtests.arrivals import LAG, OpenArrivals
 from loadtests.journeys import Browser, Shopper
@@ -125,6 +130,11 @@ def _on_init(environment: Any, runner: Any, **_: Any) -> None:
     if parsed is None:  # used as a library, without Locust's command line
         return
     RUN.recorder = TraceRecorder(parsed.slowest, parsed.failures_listed)
+    if not isinstance(runner, MasterRunner):  # the processes that send requests
+        try:
+            tracing.configure()
+        except ValueError as exc:  # telemetry's ConfigError: a bad OTEL_* value
+            _fatal(f"request spans: {exc}")
     if parsed.shape == "none":
         environment.shape_class = None
     else:
@@ -187,15 +197,18 @@ def _on_request(
     start_time: float,
     **_: Any,
 ) -> None:
-    RUN.recorder.observe(
+    context = context or {}
+    slowest = RUN.recorder.observe(
         response_time or 0.0,
         request_type,
         name,
         int(getattr(response, "status_code", 0) or 0),
-        (context or {}).get("trace_id", ""),
+        context.get("trace_id", ""),
         start_time,
         None if exception is None else str(exception)[:300],
     )
+    if slowest and (trace := context.get("trace")) is not None:
+        trace.slowest = True  # its span, ended after this, asks the tail sampler to keep it
     RUN.timeline.observe(request_type, name, start_time, response_time or 0.0)
 
 
@@ -299,6 +312,7 @@ def _write_results(environment: Any, parsed: Any) -> None:
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:
+    tracing.TRACER.shutdown()  # the last request spans, before the process ends
     parsed = environment.parsed_options
     runner = environment.runner
     if parsed is None or runner is None:

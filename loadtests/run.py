@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from loadtests import compare, server
+from loadtests import compare, server, tracing
 from loadtests.open_model import PROCESSES
 from loadtests.options import DEFAULT_PROMETHEUS_PORT
 from loadtests.results import ResultsError
@@ -83,6 +83,10 @@ def _host(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"expected http(s)://host:port, got {text!r}")
     return text.rstrip("/")
+
+
+def _otlp_url(text: str) -> str:
+    return text if text == "none" else _host(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +152,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="read the gateway's RED numbers over the run's window from here into server.json "
         "(default: $REDLINE_PROMETHEUS_URL, else the running `redline up`'s, else :9090; "
         "skipped when it does not answer; 'none': never)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--otlp-endpoint", type=_otlp_url, default=None, metavar="URL",
+        help="export each request's CLIENT span (the trace's root) to this OTLP/HTTP base URL "
+        "(default: $OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else the running `redline up`'s "
+        "Collector, else none; 'none': no spans)",
     )  # fmt: skip
     parser.add_argument(
         "--baseline", type=Path, default=None, metavar="RUN",
@@ -267,13 +277,50 @@ def check(args: argparse.Namespace) -> None:
         results.load(args.baseline)
 
 
+def _state_dir() -> Path:
+    from redline.stack import DEFAULT_STATE_DIR
+
+    return Path(os.environ.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)))
+
+
+def _stack_collector() -> str | None:
+    """The running `redline up`'s Collector (OTLP/HTTP), from its state file; None if none runs."""
+    from redline.state import pid_alive, read_state
+
+    collector = ((read_state(_state_dir()) or {}).get("components") or {}).get("collector") or {}
+    url = collector.get("url")
+    return str(url) if url and pid_alive(collector.get("pid")) else None
+
+
+def span_environment(
+    given: str | None, env: dict[str, str] | None = None
+) -> tuple[dict[str, str], str | None]:
+    """Locust's environment, and where its request spans go (None: nowhere).
+
+    ``--otlp-endpoint`` (``none``: no spans), else the standard variables as
+    they are, else the running stack's Collector.
+    """
+    env = dict(os.environ if env is None else env)
+    if given == "none":
+        for name in tracing.ENDPOINT_VARIABLES:
+            env.pop(name, None)
+        return env, None
+    if not given:
+        if (endpoint := tracing.otlp_endpoint(env)) is not None:
+            return env, endpoint
+        given = _stack_collector()
+        if given is None:
+            return env, None
+    env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{given.rstrip('/')}/v1/traces"
+    env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    return env, env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+
+
 def _stack_prometheus() -> str:
     """$REDLINE_PROMETHEUS_URL, else the running `redline up`'s Prometheus (its state file)."""
     from redline.console._sources import Endpoints
-    from redline.stack import DEFAULT_STATE_DIR
 
-    state_dir = Path(os.environ.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)))
-    return Endpoints.discover(state_dir).prometheus
+    return Endpoints.discover(_state_dir()).prometheus
 
 
 def record_server_side(args: argparse.Namespace, p: Plan) -> None:
@@ -323,7 +370,10 @@ def run(args: argparse.Namespace) -> int:
     (p.folder / "command.txt").write_text(shlex.join(p.command) + "\n", encoding="utf-8")
     model = f"open model {args.open_rate:g}/s" if args.open_rate else args.shape
     print(f"redline load: {model} against {args.host}, results in {p.folder}/", flush=True)
-    proc = subprocess.Popen(p.command)
+    env, spans_to = span_environment(args.otlp_endpoint)
+    if spans_to is not None:
+        print(f"redline load: request spans ({tracing.SERVICE_NAME}) to {spans_to}", flush=True)
+    proc = subprocess.Popen(p.command, env=env)
     try:
         code = proc.wait()
     except KeyboardInterrupt:

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from pathlib import Path
 
-from loadtests import summary
-from loadtests.tracing import TraceRecorder, new_traceparent
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from loadtests import run, summary, tracing
+from loadtests.tracing import (
+    SERVICE_NAME,
+    SLOWEST_ATTRIBUTE,
+    LoadTracer,
+    TraceRecorder,
+    new_traceparent,
+)
+from redline.state import write_state
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
+# The SDK's context also sets W3C level 2's "random trace id" flag (0x02).
+SAMPLED_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-0[13]$")
 
 
 def test_each_request_gets_a_new_sampled_w3c_traceparent() -> None:
@@ -96,3 +112,152 @@ def test_each_endpoint_keeps_its_own_slowest_even_when_another_owns_the_run_s_sl
     by_endpoint = master.slowest_by_endpoint()
     assert [r.duration_ms for r in by_endpoint["GET /products"]] == [16.0, 16.0]
     assert [r.trace_id for r in by_endpoint["POST /orders"]] == ["o49", "o48"]
+
+
+# -- the generator's own span per request ---------------------------------------------
+
+
+def _tracer() -> tuple[LoadTracer, InMemorySpanExporter]:
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    return LoadTracer(provider), exported
+
+
+def test_without_an_endpoint_no_span_is_made_and_the_ids_are_drawn_as_before() -> None:
+    assert tracing.otlp_endpoint({}) is None
+    tracer = tracing.configure({})
+    assert not tracer.exporting
+    request = tracer.start("GET", "/api/v1/products", "http://127.0.0.1:8000", "/api/v1/products")
+    m = TRACEPARENT.match(request.header)
+    assert m, request.header
+    assert m[1] == request.trace_id
+    assert request.span is None
+    tracer.end(request, 200)  # nothing to end
+
+
+def test_each_request_is_a_client_span_whose_context_is_the_traceparent_sent() -> None:
+    tracer, exported = _tracer()
+    request = tracer.start(
+        "GET", "/api/v1/products/{product_id}", "http://gw.example:8000/", "/api/v1/products/7"
+    )
+    m = SAMPLED_TRACEPARENT.match(request.header)
+    assert m, request.header
+    tracer.end(request, 200)
+    tracer.end(request, 200)  # once
+    (span,) = exported.get_finished_spans()
+    ctx = span.get_span_context()
+    assert ctx is not None
+    assert (m[1], m[2]) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+    assert span.parent is None
+    assert span.kind is SpanKind.CLIENT
+    assert span.name == "GET /api/v1/products/{product_id}"
+    assert dict(span.attributes or {}) == {
+        "http.request.method": "GET",
+        "url.template": "/api/v1/products/{product_id}",
+        "url.full": "http://gw.example:8000/api/v1/products/7",
+        "server.address": "gw.example",
+        "server.port": 8000,
+        "http.response.status_code": 200,
+    }
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.resource.attributes["service.name"] == SERVICE_NAME
+
+
+def test_failures_are_errors_and_the_slowest_ask_to_be_kept() -> None:
+    tracer, exported = _tracer()
+    host = "https://gw.example"
+    answers = [
+        (404, "expected 200, got 404", None, "404"),
+        (0, "no answer", ConnectionRefusedError(111, "refused"), "ConnectionRefusedError"),
+        (200, "a resent Idempotency-Key was not replayed", None, "_OTHER"),
+    ]
+    for status, failure, error, _ in answers:
+        tracer.end(
+            tracer.start("POST", "/api/v1/orders", host, "/api/v1/orders"), status, failure, error
+        )
+    slow = tracer.start("GET", "/api/v1/products", host, "/api/v1/products")
+    slow.slowest = True
+    tracer.end(slow, 200)
+    expected_402 = tracer.start("POST", "/api/v1/orders", host, "/api/v1/orders")
+    tracer.end(expected_402, 402)  # a declined card the journey expected: no failure
+    spans = exported.get_finished_spans()
+    for span, (status, failure, _, kind) in zip(spans, answers, strict=False):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == failure
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == kind
+        assert span.attributes.get("http.response.status_code") == (status or None)
+        assert span.attributes["server.port"] == 443
+        assert SLOWEST_ATTRIBUTE not in span.attributes
+    assert spans[3].attributes is not None
+    assert spans[3].attributes[SLOWEST_ATTRIBUTE] is True
+    assert spans[4].status.status_code is StatusCode.UNSET
+    assert spans[4].attributes is not None
+    assert "error.type" not in spans[4].attributes
+
+
+def test_the_standard_variables_say_where_spans_go() -> None:
+    url = "http://collector:4318"
+    assert tracing.otlp_endpoint({"OTEL_EXPORTER_OTLP_ENDPOINT": url}) == url
+    traces = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{url}/v1/traces"}
+    assert (
+        tracing.otlp_endpoint({**traces, "OTEL_EXPORTER_OTLP_ENDPOINT": "x"}) == f"{url}/v1/traces"
+    )
+    assert tracing.otlp_endpoint({**traces, "OTEL_TRACES_EXPORTER": "none"}) is None
+    assert tracing.otlp_endpoint({**traces, "OTEL_SDK_DISABLED": "true"}) is None
+    tracer = tracing.configure({**traces, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+    try:
+        assert tracer.exporting
+        request = tracer.start("GET", "/", "http://127.0.0.1:1", "/")
+        assert request.span is not None
+        assert request.span.resource.attributes["service.name"] == SERVICE_NAME
+    finally:
+        tracer.shutdown()  # one failed export to nowhere, within the exporter's timeout
+        tracing.configure({})
+
+
+def test_redline_load_finds_the_stacks_collector_unless_told(tmp_path: Path) -> None:
+    env = {"REDLINE_STATE_DIR": str(tmp_path)}
+    assert run.span_environment(None, env)[1] is None  # no stack, no variable: no spans
+    collector = {"url": "http://127.0.0.1:14318", "pid": os.getpid()}
+    write_state(tmp_path, {"components": {"collector": collector}})
+    os.environ["REDLINE_STATE_DIR"] = str(tmp_path)
+    try:
+        child, to = run.span_environment(None, env)
+        assert to == "http://127.0.0.1:14318/v1/traces"
+        assert child["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == to
+        given = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://elsewhere:4318"}
+        assert run.span_environment(None, given)[1] == "http://elsewhere:4318"
+        child, to = run.span_environment("none", given)
+        assert to is None
+        assert tracing.otlp_endpoint(child) is None
+        assert run.span_environment("http://mine:4318/", env)[1] == "http://mine:4318/v1/traces"
+        write_state(tmp_path, {"components": {"collector": {**collector, "pid": 2**22 + 1}}})
+        assert run.span_environment(None, env)[1] is None  # the stack is gone
+    finally:
+        del os.environ["REDLINE_STATE_DIR"]
+
+
+def test_every_request_the_lists_end_with_was_marked_slowest_when_it_finished() -> None:
+    """Marking at insertion keeps a superset of the final lists, through workers' drains too."""
+    rng = random.Random(7)
+    endpoints = [("GET", "/api/v1/products"), ("GET", "/p/{id}"), ("POST", "/api/v1/orders")]
+    master = TraceRecorder(slowest=20, per_endpoint=5)
+    workers = [TraceRecorder(slowest=20, per_endpoint=5) for _ in range(2)]
+    marked: set[str] = set()
+    n = 6000
+    for i in range(n):
+        method, name = endpoints[i % 3]
+        worker = workers[i % 2]
+        if worker.observe(rng.lognormvariate(3, 0.6), method, name, 200, f"{i:032x}", i):
+            marked.add(f"{i:032x}")
+        if i % 700 == 699:  # a stats report
+            master.merge(json.loads(json.dumps(worker.drain())))
+    for worker in workers:
+        master.merge(worker.drain())
+    listed = {r.trace_id for r in master.slowest()}
+    listed |= {r.trace_id for rows in master.slowest_by_endpoint().values() for r in rows}
+    assert listed <= marked
+    # Few enough for a trace store: about N·ln(n/N) per list and report, not all.
+    assert len(marked) < n / 20, len(marked)
