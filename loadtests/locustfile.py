@@ -312,7 +312,9 @@ def _write_results(environment: Any, parsed: Any) -> None:
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:
-    tracing.TRACER.shutdown()  # the last request spans, before the process ends
+    # The last request spans, before the process ends.
+    if (exported := tracing.TRACER.shutdown()) is not None:
+        print(f"redline: {exported}", flush=True)
     parsed = environment.parsed_options
     runner = environment.runner
     if parsed is None or runner is None:

@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, Tracer
+
+    from telemetry._server_span import ServerSpans
 
 _log = logging.getLogger("redline.loadtest")
 
@@ -50,6 +52,9 @@ SLOWEST_ATTRIBUTE = "redline.load.slowest"
 # Spans reach the Collector within a second (the SDK default is 5 s): the tail sampler
 # decides 5 s after a trace's first span, and this root span comes last.
 SCHEDULE_DELAY_MS = 1000
+# Thousands of requests a second per process: a second's spans must fit while the
+# export greenlet waits its turn (the SDK default, 2048, drops some at full speed).
+MAX_QUEUE_SIZE = 16384
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
@@ -90,17 +95,35 @@ def error_type(status: int, error: BaseException | None) -> str:
     return "_OTHER"  # an answer the journey did not expect, with a status that is no error
 
 
+def _delivered() -> int:
+    """Spans this process's OTLP/HTTP exporter delivered so far."""
+    from telemetry._metrics import REGISTRY
+
+    sample = "otel_sdk_exporter_span_exported_total"
+    return int(REGISTRY.get_sample_value(sample, {"error_type": ""}) or 0)
+
+
 class LoadTracer:
     """Starts and ends the generator's CLIENT span per request; no spans without a provider."""
 
-    def __init__(self, provider: TracerProvider | None = None) -> None:
+    def __init__(self, provider: TracerProvider | None = None, counted: bool = False) -> None:
         self.provider = provider
+        # The exporter counts what it delivers (telemetry/_otlp.py's OTLP/HTTP exporter).
+        self.counted = counted
+        self._delivered_before = _delivered() if counted else 0
         self._tracer: Tracer | None = None
+        # The services' lighter span object (telemetry/_server_span.py), where it is
+        # equivalent to the SDK's: a fraction of the SDK span's CPU, on the generator's core.
+        self._spans: ServerSpans | None = None
         self._host: str | None = None
+        self.ended = 0  # spans handed to the exporter
         self._server: dict[str, Any] = {}
         self._base = ""
         if provider is not None:
+            from telemetry._server_span import ServerSpans
+
             self._tracer = provider.get_tracer("loadtests")
+            self._spans = ServerSpans.for_tracer(self._tracer, "loadtests")
 
     @property
     def exporting(self) -> bool:
@@ -122,16 +145,21 @@ class LoadTracer:
             return RequestTrace(header, trace_id)
         if host != self._host:
             self._set_host(host)
-        span = tracer.start_span(
-            f"{method} {template}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "url.template": template,
-                "url.full": self._base + path,
-                **self._server,
-            },
-        )
+        name = f"{method} {template}"
+        attributes = {
+            "http.request.method": method,
+            "url.template": template,
+            "url.full": self._base + path,
+            **self._server,
+        }
+        span: Span
+        if self._spans is not None:
+            made = self._spans.span(name, None, SpanKind.CLIENT)
+            if not isinstance(made, NonRecordingSpan):  # sampled, unless a sampler says otherwise
+                made.start(attributes, None)
+            span = made
+        else:
+            span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         ctx = span.get_span_context()
         trace_id = f"{ctx.trace_id:032x}"
         header = f"00-{trace_id}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
@@ -157,11 +185,23 @@ class LoadTracer:
             span.set_attribute("error.type", error_type(status, error))
             span.set_status(Status(StatusCode.ERROR, failure[:200]))
         span.end()
+        self.ended += 1
 
-    def shutdown(self) -> None:
-        """Export what is left (the run's last spans); called once, as the process quits."""
-        if self.provider is not None:
-            self.provider.shutdown()
+    def shutdown(self) -> str | None:
+        """Export what is left (the run's last spans), as the process quits; a line saying so."""
+        if self.provider is None:
+            return None
+        self.provider.shutdown()
+        self.provider = None
+        if not self.counted:
+            return f"{self.ended} request spans handed to the exporter"
+        sent = _delivered() - self._delivered_before
+        if sent >= self.ended:
+            return f"{self.ended} request spans exported"
+        return (
+            f"WARNING: {self.ended - sent} of {self.ended} request spans not exported "
+            "(the trace store may miss their traces)"
+        )
 
 
 # The process's tracer; :func:`configure` replaces it when spans are to be exported.
@@ -209,8 +249,13 @@ def configure(env: Mapping[str, str] | None = None) -> LoadTracer:
     )
     if exporter is not None:
         delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY") or SCHEDULE_DELAY_MS)
-        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay))
-    TRACER = LoadTracer(provider)
+        queue = int(env.get("OTEL_BSP_MAX_QUEUE_SIZE") or MAX_QUEUE_SIZE)
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, schedule_delay_millis=delay, max_queue_size=queue)
+        )
+    from telemetry._otlp import FastOTLPSpanExporter
+
+    TRACER = LoadTracer(provider, counted=isinstance(exporter, FastOTLPSpanExporter))
     _log.info("request spans (service %s) exported to %s", SERVICE_NAME, endpoint)
     return TRACER
 

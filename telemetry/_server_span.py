@@ -128,10 +128,13 @@ class ServerSpans:
         bound = _root_bound(tracer.sampler)
         return None if bound is None else cls(tracer, bound, name, limits)
 
-    def span(self, name: str, parent: Context | None) -> NonRecordingSpan | ServerSpan:
+    def span(
+        self, name: str, parent: Context | None, kind: SpanKind = SpanKind.SERVER
+    ) -> NonRecordingSpan | ServerSpan:
         """The span for a request whose parent context is ``parent``.
 
         A ``ServerSpan`` comes back not yet started: ``start`` it with its attributes.
+        (``kind``: the load generator makes its CLIENT roots the same way, loadtests/tracing.py.)
         """
         if parent is not None:
             parent_ctx = trace.get_current_span(parent).get_span_context()
@@ -149,7 +152,7 @@ class ServerSpans:
                     trace_state=parent_ctx.trace_state,
                 )
                 if flags.sampled:
-                    return ServerSpan(self, name, context, parent_ctx)
+                    return ServerSpan(self, name, context, parent_ctx, kind)
                 return NonRecordingSpan(context)
         trace_id = _getrandbits(128)
         while not trace_id:
@@ -158,7 +161,7 @@ class ServerSpans:
             context = SpanContext(
                 trace_id, _span_id(), is_remote=False, trace_flags=_SAMPLED_RANDOM
             )
-            return ServerSpan(self, name, context, None)
+            return ServerSpan(self, name, context, None, kind)
         return NonRecordingSpan(
             SpanContext(trace_id, _span_id(), is_remote=False, trace_flags=_UNSAMPLED_RANDOM)
         )
@@ -174,14 +177,19 @@ class ServerSpan(trace.Span, ReadableSpan):
     """
 
     def __init__(
-        self, spans: ServerSpans, name: str, context: SpanContext, parent: SpanContext | None
+        self,
+        spans: ServerSpans,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind = SpanKind.SERVER,
     ) -> None:
         # ReadableSpan's fields, set directly: its __init__ would build a Resource.
         self._spans = spans
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = SpanKind.SERVER
+        self._kind = kind
         self._resource = spans.resource
         self._instrumentation_scope = spans.scope
         self._instrumentation_info = None

@@ -8,6 +8,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -23,6 +24,7 @@ from loadtests.tracing import (
     new_traceparent,
 )
 from redline.state import write_state
+from tests.otlp_receiver import OtlpReceiver
 
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-01$")
 # The SDK's context also sets W3C level 2's "random trace id" flag (0x02).
@@ -206,15 +208,29 @@ def test_the_standard_variables_say_where_spans_go() -> None:
     )
     assert tracing.otlp_endpoint({**traces, "OTEL_TRACES_EXPORTER": "none"}) is None
     assert tracing.otlp_endpoint({**traces, "OTEL_SDK_DISABLED": "true"}) is None
-    tracer = tracing.configure({**traces, "OTEL_BSP_SCHEDULE_DELAY": "200"})
+
+
+def test_the_spans_reach_an_otlp_endpoint_and_the_run_says_how_many(
+    otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint)  # the exporter reads it
+    tracer = tracing.configure()
     try:
         assert tracer.exporting
-        request = tracer.start("GET", "/", "http://127.0.0.1:1", "/")
-        assert request.span is not None
-        assert request.span.resource.attributes["service.name"] == SERVICE_NAME
+        request = tracer.start("GET", "/api/v1/products", "http://127.0.0.1:8000", "/x")
+        request.slowest = True
+        tracer.end(request, 200)
+        tracer.end(tracer.start("GET", "/", "http://127.0.0.1:8000", "/"), 503, "got 503")
     finally:
-        tracer.shutdown()  # one failed export to nowhere, within the exporter's timeout
+        line = tracer.shutdown()
         tracing.configure({})
+    assert line == "2 request spans exported"
+    (span,) = otlp.trace(request.trace_id)
+    assert span.service_name == SERVICE_NAME
+    assert span.kind == "CLIENT"
+    assert not span.parent_span_id
+    assert span.attributes[SLOWEST_ATTRIBUTE] is True
+    assert request.header.split("-")[2] == span.span_id
 
 
 def test_redline_load_finds_the_stacks_collector_unless_told(tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""What the load generator's own span per request costs it: Locust's CPU per request.
+
+One Locust process (pinned to CPU 0), closed loop as fast as it goes, against a
+static responder (CPU 1), through the load test's request path and listeners
+(``RedlineUser.call``, the trace recorder; benchmarks/locust_load_spans.py):
+
+* ``main``: main's loadtests (a hand-made traceparent per request), from
+  ``git archive main`` into a temporary folder;
+* ``no spans``: this branch without an OTLP endpoint (the same hand-made ids);
+* ``spans``: this branch exporting a CLIENT span per request over OTLP/HTTP to
+  benchmarks/otlp_sink.py, which counts them (one span per request Locust
+  counted, plus at most one per user cut off by the stop: checked);
+* ``spans, 2 processes``: ``--processes 2``, to check that every worker exports.
+
+Rounds interleave the variants; medians. CPU is Locust's process tree after
+its start-up; µs per request = cores / requests per second.
+
+    .venv/bin/python benchmarks/load_spans.py [--rounds 3] [--seconds 8] [--users 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+from _report import wait_http
+from locust_throughput import WARMUP_SECONDS, TreeCpu, pinned, static_responder
+
+from tests.harness import free_port
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LOCUSTFILE = "benchmarks/locust_load_spans.py"
+
+
+def run(
+    cwd: Path, host: str, seconds: float, users: int, env: dict[str, str], processes: int = 0
+) -> tuple[float, float, int]:
+    """(requests/s, Locust's cores, requests) of one run."""
+    with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
+        argv = [
+            sys.executable, "-m", "locust", "--locustfile", LOCUSTFILE, "--headless",
+            "--host", host, "--users", str(users), "--spawn-rate", str(users),
+            "--run-time", f"{seconds:g}s", "--csv", f"{tmp}/s", "--only-summary",
+            "--loglevel", "WARNING", "--exit-code-on-error", "0", "--prometheus-port", "0",
+        ]  # fmt: skip
+        if processes:
+            argv += ["--processes", str(processes)]
+        argv = [*(pinned("0", argv) if not processes else argv), "ProductPage"]
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **env},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        cpu = TreeCpu(proc.pid)
+        started = time.monotonic()
+        first = last = None
+        while proc.poll() is None:
+            sample = (time.monotonic(), cpu())
+            if sample[0] - started >= WARMUP_SECONDS:
+                first, last = first or sample, sample
+            time.sleep(0.5)
+        assert first is not None
+        assert last is not None
+        with open(f"{tmp}/s_stats.csv", newline="") as f:
+            total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    cores = (last[1] - first[1]) / (last[0] - first[0])
+    return float(total["Requests/s"]), cores, int(total["Request Count"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--users", type=int, default=16)
+    args = parser.parse_args()
+    main_copy = Path(tempfile.mkdtemp(prefix="redline-bench-main-"))
+    archive = subprocess.run(["git", "archive", "main"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(main_copy)], input=archive.stdout, check=True)
+    (main_copy / LOCUSTFILE).write_text((ROOT / LOCUSTFILE).read_text())
+    sink_port = free_port()
+    sink = subprocess.Popen(
+        pinned("1", [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)])
+    )
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    spans = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{sink_url}/v1/traces"}
+    variants = {
+        "main": (main_copy, {}, 0),
+        "no spans": (ROOT, {}, 0),
+        "spans": (ROOT, spans, 0),
+        "spans, 2 processes": (ROOT, spans, 2),
+    }
+    us: dict[str, list[float]] = defaultdict(list)
+    rps: dict[str, list[float]] = defaultdict(list)
+    try:
+        wait_http(f"{sink_url}/spans", 30, sink)
+        with static_responder() as stub:
+            for r in range(args.rounds):
+                names = list(variants) if r % 2 == 0 else list(variants)[::-1]
+                for name in names:
+                    cwd, env, processes = variants[name]
+                    before = int(httpx.get(f"{sink_url}/spans").text)
+                    rate, cores, count = run(cwd, stub, args.seconds, args.users, env, processes)
+                    exported = int(httpx.get(f"{sink_url}/spans").text) - before
+                    # Plus one per user at most: requests cut off by the stop end their span
+                    # but are not counted by Locust.
+                    in_flight = args.users
+                    if env and not count <= exported <= count + in_flight:
+                        raise SystemExit(f"{name}: {exported} spans for {count} requests")
+                    us[name].append(cores / rate * 1e6)
+                    rps[name].append(rate)
+                    print(
+                        f"round {r + 1} {name}: {rate:.0f} rps, {cores:.2f} cores, "
+                        f"{cores / rate * 1e6:.0f} µs CPU per request, {exported} spans exported",
+                        flush=True,
+                    )
+    finally:
+        sink.terminate()
+        sink.wait()
+    base = statistics.median(us["main"])
+    print(
+        f"\nmedians of {args.rounds} rounds, {os.cpu_count()} cores shared with other work "
+        f"(load average {os.getloadavg()[0]:.1f}):"
+    )
+    print(f"{'variant':<20} {'rps':>7} {'µs CPU/request':>15} {'vs main':>8}")
+    for name in variants:
+        m = statistics.median(us[name])
+        print(f"{name:<20} {statistics.median(rps[name]):>7.0f} {m:>15.0f} {m / base:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
