@@ -29,6 +29,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
 
     from telemetry._server_span import ServerSpans
@@ -55,6 +57,8 @@ SCHEDULE_DELAY_MS = 1000
 # Thousands of requests a second per process: a second's spans must fit while the
 # export greenlet waits its turn (the SDK default, 2048, drops some at full speed).
 MAX_QUEUE_SIZE = 16384
+# How long the end of a run waits for the last spans to be taken.
+FLUSH_TIMEOUT_MS = 10_000
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
@@ -106,8 +110,14 @@ def _delivered() -> int:
 class LoadTracer:
     """Starts and ends the generator's CLIENT span per request; no spans without a provider."""
 
-    def __init__(self, provider: TracerProvider | None = None, counted: bool = False) -> None:
+    def __init__(
+        self,
+        provider: TracerProvider | None = None,
+        exporter: SpanExporter | None = None,
+        counted: bool = False,
+    ) -> None:
         self.provider = provider
+        self._exporter = exporter
         # The exporter counts what it delivers (telemetry/_otlp.py's OTLP/HTTP exporter).
         self.counted = counted
         self._delivered_before = _delivered() if counted else 0
@@ -191,8 +201,22 @@ class LoadTracer:
         """Export what is left (the run's last spans), as the process quits; a line saying so."""
         if self.provider is None:
             return None
-        self.provider.shutdown()
-        self.provider = None
+        provider, self.provider = self.provider, None
+        # The SDK's flush exports every batch, each retried up to the exporter's timeout,
+        # whatever timeout it is given: waited for here, for a bounded time.
+        flushed = threading.Event()
+
+        def flush() -> None:
+            provider.force_flush()
+            flushed.set()
+
+        threading.Thread(target=flush, name="redline-load-flush", daemon=True).start()
+        if not flushed.wait(FLUSH_TIMEOUT_MS / 1000) and self._exporter is not None:
+            # The endpoint does not take them: the retrying batch gives up and the rest
+            # fail at once, rather than the run's results waiting minutes.
+            self._exporter.shutdown()
+            flushed.wait(FLUSH_TIMEOUT_MS / 1000)
+        provider.shutdown()
         if not self.counted:
             return f"{self.ended} request spans handed to the exporter"
         sent = _delivered() - self._delivered_before
@@ -255,7 +279,7 @@ def configure(env: Mapping[str, str] | None = None) -> LoadTracer:
         )
     from telemetry._otlp import FastOTLPSpanExporter
 
-    TRACER = LoadTracer(provider, counted=isinstance(exporter, FastOTLPSpanExporter))
+    TRACER = LoadTracer(provider, exporter, counted=isinstance(exporter, FastOTLPSpanExporter))
     _log.info("request spans (service %s) exported to %s", SERVICE_NAME, endpoint)
     return TRACER
 
