@@ -8,9 +8,11 @@ static responder (CPU 1), through the load test's request path and listeners
   ``git archive main`` into a temporary folder;
 * ``no spans``: this branch without an OTLP endpoint (the same hand-made ids);
 * ``spans``: this branch exporting a CLIENT span per request over OTLP/HTTP to
-  benchmarks/otlp_sink.py, which counts them (one span per request Locust
-  counted, within one per user at the stop: checked);
-* ``spans, 2 processes``: ``--processes 2``, to check that every worker exports.
+  benchmarks/otlp_sink.py (``--no-count``);
+* ``spans, 2 processes``: the same with ``--processes 2``.
+
+Then one run of each span variant against a counting sink checks one span per
+request Locust counted (within one per user, at the stop): every worker exports.
 
 Rounds interleave the variants; medians. CPU is Locust's process tree after
 its start-up; µs per request = cores / requests per second.
@@ -86,12 +88,15 @@ def main() -> None:
     archive = subprocess.run(["git", "archive", "main"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(main_copy)], input=archive.stdout, check=True)
     (main_copy / LOCUSTFILE).write_text((ROOT / LOCUSTFILE).read_text())
-    sink_port = free_port()
-    sink = subprocess.Popen(
-        pinned("1", [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)])
-    )
-    sink_url = f"http://127.0.0.1:{sink_port}"
-    spans = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{sink_url}/v1/traces"}
+    # Counting parses every request on the responder's core: the timed rounds send to a
+    # sink that does not; a last run checks the counts.
+    sinks, urls = [], []
+    for extra in (["--no-count"], []):
+        port = free_port()
+        sink_argv = [sys.executable, str(HERE / "otlp_sink.py"), str(port), *extra]
+        sinks.append(subprocess.Popen(pinned("1", sink_argv)))
+        urls.append(f"http://127.0.0.1:{port}")
+    spans = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{urls[0]}/v1/traces"}
     variants = {
         "main": (main_copy, {}, 0),
         "no spans": (ROOT, {}, 0),
@@ -101,29 +106,38 @@ def main() -> None:
     us: dict[str, list[float]] = defaultdict(list)
     rps: dict[str, list[float]] = defaultdict(list)
     try:
-        wait_http(f"{sink_url}/spans", 30, sink)
+        for url, sink in zip(urls, sinks, strict=True):
+            wait_http(f"{url}/spans", 30, sink)
         with static_responder() as stub:
             for r in range(args.rounds):
                 names = list(variants) if r % 2 == 0 else list(variants)[::-1]
                 for name in names:
                     cwd, env, processes = variants[name]
-                    before = int(httpx.get(f"{sink_url}/spans").text)
-                    rate, cores, count = run(cwd, stub, args.seconds, args.users, env, processes)
-                    exported = int(httpx.get(f"{sink_url}/spans").text) - before
-                    # Within one per user: at the stop, a request cut off ends its span but
-                    # is not counted by Locust, and a worker counts a few more than it sent.
-                    if env and abs(exported - count) > args.users:
-                        raise SystemExit(f"{name}: {exported} spans for {count} requests")
+                    rate, cores, _ = run(cwd, stub, args.seconds, args.users, env, processes)
+                    if not rate:
+                        print(f"round {r + 1} {name}: no requests counted; left out", flush=True)
+                        continue
                     us[name].append(cores / rate * 1e6)
                     rps[name].append(rate)
                     print(
                         f"round {r + 1} {name}: {rate:.0f} rps, {cores:.2f} cores, "
-                        f"{cores / rate * 1e6:.0f} µs CPU per request, {exported} spans exported",
+                        f"{cores / rate * 1e6:.0f} µs CPU per request",
                         flush=True,
                     )
+            for processes in (0, 2):
+                counting = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{urls[1]}/v1/traces"}
+                before = int(httpx.get(f"{urls[1]}/spans").text)
+                _, _, count = run(ROOT, stub, 4, args.users, counting, processes)
+                exported = int(httpx.get(f"{urls[1]}/spans").text) - before
+                # Within one per user: at the stop, a request cut off ends its span but is
+                # not counted by Locust, and a worker counts a few more than it sent.
+                if abs(exported - count) > args.users:
+                    raise SystemExit(f"{exported} spans for {count} requests ({processes=})")
+                print(f"--processes {processes}: {exported} spans for {count} requests")
     finally:
-        sink.terminate()
-        sink.wait()
+        for sink in sinks:
+            sink.terminate()
+            sink.wait()
     base = statistics.median(us["main"])
     print(
         f"\nmedians of {args.rounds} rounds, {os.cpu_count()} cores shared with other work "
