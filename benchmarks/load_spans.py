@@ -14,6 +14,9 @@ static responder (CPU 1), through the load test's request path and listeners
 Then one run of each span variant against a counting sink checks one span per
 request Locust counted (within one per user, at the stop): every worker exports.
 
+First, the trace context alone, in a loop (gevent-patched, as under Locust): µs of
+CPU per request to start and end the span and, with spans, to export it.
+
 Rounds interleave the variants; medians. CPU is Locust's process tree after
 its start-up; µs per request = cores / requests per second.
 
@@ -78,6 +81,34 @@ def run(
     return float(total["Requests/s"]), cores, int(total["Request Count"])
 
 
+MICRO = r"""
+import sys, time
+from gevent import monkey; monkey.patch_all()  # as under Locust
+from loadtests import tracing
+tracer = tracing.configure()
+n = int(sys.argv[1])
+host, path = "http://127.0.0.1:8000", "/api/v1/products/17"
+start = time.process_time()
+for i in range(n):
+    request = tracer.start("GET", "/api/v1/products/{product_id}", host, path)
+    request.slowest = i % 20 == 0
+    tracer.end(request, 200)
+    if i % 256 == 0:
+        time.sleep(0)  # the export greenlet's turn, as Locust's I/O gives it
+tracer.shutdown()  # the rest exported: all of it counted
+print((time.process_time() - start) / n * 1e6)
+"""
+
+
+def micro(env: dict[str, str], n: int = 20000) -> float:
+    """µs of CPU per request for the trace context alone (and, with spans, their export)."""
+    out = subprocess.run(
+        [sys.executable, "-c", MICRO, str(n)], cwd=ROOT, env={**os.environ, **env},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -108,6 +139,15 @@ def main() -> None:
     try:
         for url, sink in zip(urls, sinks, strict=True):
             wait_http(f"{url}/spans", 30, sink)
+        alone: dict[str, list[float]] = defaultdict(list)
+        for _ in range(args.rounds):
+            alone["no spans"].append(micro({}))
+            alone["spans"].append(micro(spans))
+        print(
+            "the trace context alone, µs CPU per request (medians): "
+            + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in alone.items()),
+            flush=True,
+        )
         with static_responder() as stub:
             for r in range(args.rounds):
                 names = list(variants) if r % 2 == 0 else list(variants)[::-1]

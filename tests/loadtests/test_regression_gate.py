@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtests import compare, results, server
+from loadtests import compare, results, server, tracing
 from tests.harness import ADMIN_HEADERS, ROOT, Stack
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -48,11 +48,12 @@ class Run:
     output: str
 
 
-def _load(stack: Stack, runs: Path, *extra: str) -> Run:
+def _load(stack: Stack, otlp: OtlpReceiver, runs: Path, *extra: str) -> Run:
     argv = [
         sys.executable, "-m", "loadtests.run", "--host", stack.gateway,
         "--open-rate", f"{RATE:g}", "--arrivals", "constant", "--duration", SECONDS,
         "--prometheus-port", "0", "--prometheus-url", stack.prometheus,
+        "--otlp-endpoint", otlp.endpoint,  # the generator's root spans, beside the services'
         "--runs-dir", str(runs), *extra,
     ]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=90, check=False)
@@ -68,15 +69,15 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    first = _load(stack, tmp_path_factory.mktemp("first"))
-    second = _load(stack, tmp_path_factory.mktemp("second"))
+def runs(stack: Stack, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    first = _load(stack, otlp, tmp_path_factory.mktemp("first"))
+    second = _load(stack, otlp, tmp_path_factory.mktemp("second"))
     faults = f"{stack.url('payments-ops')}/admin/faults"
     slow = {"faults": [{"route": "/charges", "method": "POST", "latency_ms": CHARGE_DELAY_MS}]}
     assert httpx.put(faults, json=slow, headers=ADMIN_HEADERS).status_code == 200
     try:
         slowed = _load(
-            stack, tmp_path_factory.mktemp("slowed"),
+            stack, otlp, tmp_path_factory.mktemp("slowed"),
             "--baseline", str(first.folder), "--max-regression", GATE,
             "--min-requests", MIN_REQUESTS,
         )  # fmt: skip
@@ -127,9 +128,23 @@ def test_the_listed_traces_of_the_regression_reached_the_trace_pipeline(
     for r in listed:
 
         def gateway_span(trace_id: str, span: ReceivedSpan) -> bool:
-            return span.trace_id == trace_id and span.service_name == "gateway"
+            return (trace_id, span.service_name, span.kind) == (span.trace_id, "gateway", "SERVER")
 
-        otlp.wait_for(partial(gateway_span, r["trace_id"]), timeout=10)
+        def root_span(trace_id: str, span: ReceivedSpan) -> bool:
+            return span.trace_id == trace_id and span.service_name == tracing.SERVICE_NAME
+
+        (gateway,) = otlp.wait_for(partial(gateway_span, r["trace_id"]), timeout=10)
+        # The generator's own span is the trace's root and the gateway's server span's parent;
+        # it asks the tail sampler to keep the trace (slow) or is an error (failed).
+        (root,) = otlp.wait_for(partial(root_span, r["trace_id"]), timeout=10)
+        assert root.kind == "CLIENT"
+        assert not root.parent_span_id
+        assert root.name == ORDERS
+        assert gateway.parent_span_id == root.span_id
+        if "error" in r:
+            assert root.status_code == 2
+        else:
+            assert root.attributes[tracing.SLOWEST_ATTRIBUTE] is True
     # The gateway's exemplars over the run's window, recorded with it, listed (once).
     recorded = (server.load(runs.slowed.folder) or {}).get("exemplars", {}).get(ORDERS, [])
     assert recorded, "no exemplar of the orders route over the slowed run"
