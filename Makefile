@@ -64,6 +64,7 @@ bench-all: bench  ## Run every benchmark the README quotes (~40 min)
 	$(RUN)/python benchmarks/log_line.py                  # ~1 min
 	$(RUN)/python benchmarks/e2e_orders.py                # ~3 min (starts a stack)
 	$(RUN)/python benchmarks/locust_throughput.py         # ~4 min
+	$(RUN)/python benchmarks/load_spans.py                # ~3 min
 	$(RUN)/python benchmarks/stack_memory.py              # ~1.5 min (starts a stack)
 	$(RUN)/python benchmarks/load_compare_noise.py --pairs 10  # ~7 min (starts a stack)
 	$(RUN)/python benchmarks/db_spans.py                  # ~1.5 min
