@@ -4,13 +4,15 @@ Per regressed endpoint: the current run's slowest and failed requests of that
 endpoint (``traces.json``, each once) and the gateway's exemplars of its route
 over the run's window (``server.json``), each as ``redline trace ID`` or a
 Jaeger link; with ``--jaeger-url`` each is also looked up in Jaeger, whose tail
-sampler may not have kept it.
+sampler may not have kept it (right after a run, again until it has decided).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +61,42 @@ def attach_traces(
         comparison.exemplars[e.key] = unseen[:TRACES_LISTED]
 
 
-def check_in_jaeger(comparison: Comparison, jaeger_url: str) -> str | None:
+# Jaeger's tail sampler decides a trace 5 s after its first span (decision_wait,
+# telemetry/jaeger/jaeger.yaml) and the generator exports its spans within a second:
+# right after a run, its last seconds' traces are not decided yet. Until this long after
+# the run stopped, a listed trace not found is looked up again.
+SETTLE_SECONDS = 10.0
+
+
+def check_in_jaeger(
+    comparison: Comparison,
+    jaeger_url: str,
+    *,
+    settle: float = SETTLE_SECONDS,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
     """Mark each listed trace ``in_jaeger`` (tail sampling may have dropped it); or why not."""
     from redline.console._sources import Jaeger, SourceError
 
+    rows = [row for rows in (*comparison.traces.values(), *comparison.exemplars.values())
+            for row in rows]  # fmt: skip
+    until = comparison.current.stopped_at + settle
     jaeger = Jaeger(jaeger_url.rstrip("/"), timeout=3.0)
     try:
-        for rows in (*comparison.traces.values(), *comparison.exemplars.values()):
+        while True:
             for row in rows:
-                row["in_jaeger"] = jaeger.trace(row["trace_id"]) is not None
+                if not row.get("in_jaeger"):
+                    row["in_jaeger"] = jaeger.trace(row["trace_id"]) is not None
+            if all(row["in_jaeger"] for row in rows) or clock() >= until:
+                return None
+            sleep(0.5)
     except SourceError as exc:
+        for row in rows:
+            row.pop("in_jaeger", None)  # not checked after all
         return str(exc)
     finally:
         jaeger.close()
-    return None
 
 
 def trace_link(trace_id: str, jaeger_url: str) -> str:

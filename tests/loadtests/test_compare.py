@@ -343,3 +343,66 @@ def test_runs_that_offered_different_loads_say_so(two_runs: tuple[Path, Path]) -
     assert "note      the runs offered different loads (closed model, steady with 5 users" in text
     _, same = compare.run_comparison(base, base, [])
     assert "note " not in same
+
+
+class _SlowJaeger:
+    """Jaeger's trace API as the tail sampler fills it: a trace is there from its ``n``-th lookup."""
+
+    def __init__(self, found_from: dict[str, int]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.lookups: Counter[str] = Counter()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                trace_id = self.path.rsplit("/", 1)[-1]
+                outer.lookups[trace_id] += 1
+                there = outer.lookups[trace_id] >= found_from.get(trace_id, 10**9)
+                body = json.dumps({"data": [{"traceID": trace_id}]}).encode() if there else b"{}"
+                self.send_response(200 if there else 404)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_right_after_a_run_listed_traces_are_looked_up_until_the_tail_sampler_has_decided(
+    two_runs: tuple[Path, Path],
+) -> None:
+    import time
+
+    from loadtests.compare_report import check_in_jaeger
+
+    c, _ = compare.run_comparison(*two_runs, ["p95=10%"])
+    decided_late, never, kept, exemplar = (f"{i:032x}" for i in range(1, 5))
+    c.traces = {ORDERS: [{"trace_id": t} for t in (decided_late, never, kept)]}
+    c.exemplars = {ORDERS: [{"trace_id": exemplar}]}
+    jaeger = _SlowJaeger({decided_late: 3, never: 10**9, kept: 1, exemplar: 1})
+    naps: list[float] = []
+    try:
+        # The run stopped just now: look again (here without waiting) until it settles.
+        note = check_in_jaeger(
+            c, jaeger.url, settle=time.time() - c.current.stopped_at + 60,
+            sleep=naps.append, clock=lambda: time.time() + 20 * len(naps),
+        )  # fmt: skip
+    finally:
+        jaeger.close()
+    assert note is None
+    found = {r["trace_id"]: r["in_jaeger"] for r in (*c.traces[ORDERS], *c.exemplars[ORDERS])}
+    assert found == {decided_late: True, never: False, kept: True, exemplar: True}
+    # Found ones are not looked up again; the one never kept is "not in Jaeger" only
+    # once the run has settled: lookups at 0, 20, 40 and 60 s (past the settling time).
+    assert dict(jaeger.lookups) == {decided_late: 3, never: 4, kept: 1, exemplar: 1}
+    assert len(naps) == 3
