@@ -277,3 +277,22 @@ def test_every_request_the_lists_end_with_was_marked_slowest_when_it_finished() 
     assert listed <= marked
     # Few enough for a trace store: about N·ln(n/N) per list and report, not all.
     assert len(marked) < n / 20, len(marked)
+
+
+def test_exporting_spans_does_not_import_the_services_framework() -> None:
+    """The telemetry package loads its public names on first use (1.6 s of Litestar and httpx)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, telemetry._otlp, telemetry._server_span, telemetry._tracing\n"
+        "print(sorted(m for m in ('litestar', 'httpx') if m in sys.modules))\n"
+        "import telemetry\n"
+        "assert set(telemetry.__all__) == set(telemetry._SOURCES), 'one list of names'\n"
+        "print(all(getattr(telemetry, name) is not None for name in telemetry.__all__))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"], done.stdout
