@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -277,28 +278,30 @@ def check(args: argparse.Namespace) -> None:
         results.load(args.baseline)
 
 
-def _state_dir() -> Path:
+def _state_dir(env: Mapping[str, str] = os.environ) -> Path:
     from redline.stack import DEFAULT_STATE_DIR
 
-    return Path(os.environ.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)))
+    return Path(env.get("REDLINE_STATE_DIR", str(DEFAULT_STATE_DIR)))
 
 
-def _stack_collector() -> str | None:
+def _stack_collector(env: Mapping[str, str]) -> str | None:
     """The running `redline up`'s Collector (OTLP/HTTP), from its state file; None if none runs."""
     from redline.state import pid_alive, read_state
 
-    collector = ((read_state(_state_dir()) or {}).get("components") or {}).get("collector") or {}
+    state = read_state(_state_dir(env)) or {}
+    collector = (state.get("components") or {}).get("collector") or {}
     url = collector.get("url")
     return str(url) if url and pid_alive(collector.get("pid")) else None
 
 
 def span_environment(
-    given: str | None, env: dict[str, str] | None = None
+    given: str | None, env: Mapping[str, str] | None = None
 ) -> tuple[dict[str, str], str | None]:
     """Locust's environment, and where its request spans go (None: nowhere).
 
     ``--otlp-endpoint`` (``none``: no spans), else the standard variables as
-    they are, else the running stack's Collector.
+    they are (``OTEL_TRACES_EXPORTER=none`` and ``OTEL_SDK_DISABLED`` too), else
+    the running stack's Collector.
     """
     env = dict(os.environ if env is None else env)
     if given == "none":
@@ -306,13 +309,18 @@ def span_environment(
             env.pop(name, None)
         return env, None
     if not given:
-        if (endpoint := tracing.otlp_endpoint(env)) is not None:
-            return env, endpoint
-        given = _stack_collector()
+        switched_off = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" or (
+            env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
+        )
+        if switched_off or (endpoint := tracing.otlp_endpoint(env)) is not None:
+            return env, None if switched_off else endpoint
+        given = _stack_collector(env)
         if given is None:
             return env, None
     env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{given.rstrip('/')}/v1/traces"
     env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+    env["OTEL_TRACES_EXPORTER"] = "otlp"
+    env.pop("OTEL_SDK_DISABLED", None)
     return env, env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
 
 

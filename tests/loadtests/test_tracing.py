@@ -238,21 +238,22 @@ def test_redline_load_finds_the_stacks_collector_unless_told(tmp_path: Path) -> 
     assert run.span_environment(None, env)[1] is None  # no stack, no variable: no spans
     collector = {"url": "http://127.0.0.1:14318", "pid": os.getpid()}
     write_state(tmp_path, {"components": {"collector": collector}})
-    os.environ["REDLINE_STATE_DIR"] = str(tmp_path)
-    try:
-        child, to = run.span_environment(None, env)
-        assert to == "http://127.0.0.1:14318/v1/traces"
-        assert child["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == to
-        given = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://elsewhere:4318"}
-        assert run.span_environment(None, given)[1] == "http://elsewhere:4318"
-        child, to = run.span_environment("none", given)
-        assert to is None
-        assert tracing.otlp_endpoint(child) is None
-        assert run.span_environment("http://mine:4318/", env)[1] == "http://mine:4318/v1/traces"
-        write_state(tmp_path, {"components": {"collector": {**collector, "pid": 2**22 + 1}}})
-        assert run.span_environment(None, env)[1] is None  # the stack is gone
-    finally:
-        del os.environ["REDLINE_STATE_DIR"]
+    child, to = run.span_environment(None, env)
+    assert to == "http://127.0.0.1:14318/v1/traces"
+    assert child["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == to
+    assert tracing.otlp_endpoint(child) == to
+    given = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://elsewhere:4318"}
+    assert run.span_environment(None, given)[1] == "http://elsewhere:4318"
+    child, to = run.span_environment("none", given)
+    assert to is None
+    assert tracing.otlp_endpoint(child) is None
+    for off in ({"OTEL_TRACES_EXPORTER": "none"}, {"OTEL_SDK_DISABLED": "true"}):
+        assert run.span_environment(None, {**env, **off})[1] is None  # as the user said
+        child, to = run.span_environment("http://mine:4318/", {**env, **off})
+        assert to == "http://mine:4318/v1/traces"  # unless told here
+        assert tracing.otlp_endpoint(child) == to
+    write_state(tmp_path, {"components": {"collector": {**collector, "pid": 2**22 + 1}}})
+    assert run.span_environment(None, env)[1] is None  # the stack is gone
 
 
 def test_every_request_the_lists_end_with_was_marked_slowest_when_it_finished() -> None:
