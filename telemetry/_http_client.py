@@ -11,7 +11,9 @@ and has no notion of the downstream service's name.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from opentelemetry import propagate, trace
@@ -23,6 +25,13 @@ from telemetry._metrics import HTTP_CLIENT_ACTIVE, HTTP_CLIENT_DURATION, normali
 # Set by callers in request.extensions to name the span by template, not raw URL.
 URL_TEMPLATE_EXTENSION = "url_template"
 RESEND_COUNT_EXTENSION = "resend_count"
+
+
+class _Answer(Protocol):
+    status_code: int
+
+
+_R = TypeVar("_R", bound=_Answer)
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):
@@ -43,46 +52,78 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         self._active = HTTP_CLIENT_ACTIVE.labels(peer_service)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        method = normalize_method(request.method)
         url = request.url
-        template = request.extensions.get(URL_TEMPLATE_EXTENSION)
+        extensions = request.extensions
+        return await self.traced(
+            request.method,
+            url.scheme,
+            url.host,
+            url.port,
+            # Without query and credentials, as the conventions ask; built from
+            # the parts because url.copy_with() re-parses the URL (~28 µs).
+            f"{url.scheme}://{url.netloc.decode('ascii')}"
+            f"{url.raw_path.partition(b'?')[0].decode('ascii')}",
+            request.headers,
+            partial(self._inner.handle_async_request, request),
+            template=extensions.get(URL_TEMPLATE_EXTENSION),
+            resend=extensions.get(RESEND_COUNT_EXTENSION),
+        )
+
+    async def traced(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        url_full: str,
+        headers: MutableMapping[str, str],
+        send: Callable[[], Awaitable[_R]],
+        *,
+        template: str | None = None,
+        resend: int | None = None,
+    ) -> _R:
+        """``send()`` one request as a CLIENT span, its trace context put in ``headers``.
+
+        What ``handle_async_request`` does for an ``httpx.Request``, for a
+        request described by its parts (the gateway's relay sends without
+        httpx's models): ``url_full`` without query and credentials, ``send``'s
+        result has a ``status_code``.
+        """
+        method = normalize_method(method)
         name = "HTTP" if method == "_OTHER" else method
         attributes: dict[str, Any] = {
             "http.request.method": method,
-            "server.address": url.host,
-            "server.port": url.port or (443 if url.scheme == "https" else 80),
-            # Without query and credentials, as the conventions ask; built from
-            # the parts because url.copy_with() re-parses the URL (~28 µs).
-            "url.full": f"{url.scheme}://{url.netloc.decode('ascii')}"
-            f"{url.raw_path.partition(b'?')[0].decode('ascii')}",
+            "server.address": host,
+            "server.port": port or (443 if scheme == "https" else 80),
+            "url.full": url_full,
             "peer.service": self.peer_service,
         }
         if template:
             attributes["url.template"] = template
             name = f"{name} {template}"
-        resend = request.extensions.get(RESEND_COUNT_EXTENSION)
         if resend:
             attributes["http.request.resend_count"] = resend
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         ctx = trace.set_span_in_context(span)
-        propagate.inject(request.headers, context=ctx)
+        propagate.inject(headers, context=ctx)
         request_id = current_request_id()
-        if request_id and "x-request-id" not in request.headers:
-            request.headers["x-request-id"] = request_id
+        if request_id and "x-request-id" not in headers:
+            headers["x-request-id"] = request_id
 
         self._active.inc()
         start = time.perf_counter()
         status = ""
         error_type = ""
         try:
-            response = await self._inner.handle_async_request(request)
+            response = await send()
         except BaseException as exc:
             error_type = type(exc).__qualname__
             span.record_exception(exc)
             raise
         else:
-            status = str(response.status_code)
-            if response.status_code >= 500:
+            code = response.status_code
+            status = str(code)
+            if code >= 500:
                 error_type = status
             return response
         finally:
@@ -94,9 +135,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
                 span.set_attribute("error.type", error_type)
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-            child = HTTP_CLIENT_DURATION.labels(
-                url.host, self.peer_service, method, status, error_type
-            )
+            child = HTTP_CLIENT_DURATION.labels(host, self.peer_service, method, status, error_type)
             sc = span.get_span_context()
             if sc.trace_flags.sampled:
                 child.observe(

@@ -21,12 +21,16 @@ not), so the mapping here follows what httpx's own transport raises:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import aiohttp
 import httpx
 from yarl import URL
+
+if TYPE_CHECKING:
+    from multidict import CIMultiDictProxy
 
 # Below uvicorn's default keep-alive (5 s), so the client drops an idle
 # connection before the server does, not in the middle of sending on it.
@@ -37,7 +41,7 @@ _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
 @contextmanager
-def _mapped_errors(request: httpx.Request) -> Iterator[None]:
+def _mapped_errors(request: httpx.Request | None) -> Iterator[None]:
     """Re-raise aiohttp's errors as the httpx errors httpx's own transport raises."""
     try:
         yield
@@ -59,6 +63,31 @@ def _mapped_errors(request: httpx.Request) -> Iterator[None]:
         raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
     except (aiohttp.ClientConnectionError, OSError) as exc:
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+
+
+class WireResponse:
+    """An answer read whole, without httpx's ``Response`` model (about 60 µs less a call).
+
+    ``status_code``, ``headers`` (case-insensitive ``get``) and ``content`` are
+    what the resilient client's guards and the gateway's relay read, with the
+    same names as on ``httpx.Response``.
+    """
+
+    __slots__ = ("content", "headers", "raw_headers", "reason", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: CIMultiDictProxy[str],
+        raw_headers: tuple[tuple[bytes, bytes], ...],
+        content: bytes,
+        reason: str,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.raw_headers = raw_headers
+        self.content = content
+        self.reason = reason
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -97,43 +126,80 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
         limits = request.extensions.get("timeout", {})
-        timeouts = [t for t in limits.values() if t is not None]
-        timeout = aiohttp.ClientTimeout(
-            # An attempt never outlives its budget, however slowly bytes trickle
-            # in. A hair later than the phase timeouts, so that running out while
-            # waiting for a connection is reported as that (nothing was sent).
-            total=max(timeouts) + _TOTAL_GRACE_SECONDS if timeouts else None,
-            connect=limits.get("pool"),
-            sock_connect=limits.get("connect"),
-            sock_read=limits.get("read"),
-        )
         headers = [
             (name, value)
             for name, value in request.headers.multi_items()
             if name not in _FRAMING_HEADERS
         ]
         body = await request.aread()
+        response = await self.send(
+            request.method,
+            str(request.url),
+            headers,
+            body or None,
+            pool=limits.get("pool"),
+            connect=limits.get("connect"),
+            read=limits.get("read"),
+            total=max((t for t in limits.values() if t is not None), default=None),
+            request=request,
+        )
+        return httpx.Response(
+            response.status_code,
+            headers=response.raw_headers,
+            content=response.content,
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": response.reason.encode(),
+            },
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]] | Mapping[str, str],
+        body: bytes | None,
+        *,
+        pool: float | None,
+        connect: float | None,
+        read: float | None,
+        total: float | None,
+        request: httpx.Request | None = None,
+    ) -> WireResponse:
+        """One request, ``url`` already encoded, its answer read whole.
+
+        What ``handle_async_request`` does without httpx's models: the
+        gateway's proxied calls come here straight (services/chassis/http_client.py,
+        ``Downstream.relay``). ``request`` only goes into the errors raised.
+        """
+        session = self._session or self._open()
+        timeout = aiohttp.ClientTimeout(
+            # An attempt never outlives its budget, however slowly bytes trickle
+            # in. A hair later than the phase timeouts, so that running out while
+            # waiting for a connection is reported as that (nothing was sent).
+            total=total + _TOTAL_GRACE_SECONDS if total is not None else None,
+            connect=pool,
+            sock_connect=connect,
+            sock_read=read,
+        )
         with _mapped_errors(request):
             async with session.request(
-                request.method,
-                URL(str(request.url), encoded=True),  # httpx has encoded it already
+                method,
+                URL(url, encoded=True),  # encoded already (by httpx, or by the caller)
                 headers=headers,
-                data=body or None,
+                data=body,
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
                 content = await response.read()
-                return httpx.Response(
+                return WireResponse(
                     response.status,
-                    headers=response.raw_headers,
-                    content=content,
-                    request=request,
-                    extensions={
-                        "http_version": b"HTTP/1.1",
-                        "reason_phrase": (response.reason or "").encode(),
-                    },
+                    response.headers,
+                    response.raw_headers,
+                    content,
+                    response.reason or "",
                 )
 
     async def aclose(self) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from litestar import Request, Response
 
+from services.chassis.aiohttp_transport import WireResponse
 from services.chassis.errors import PROBLEM_JSON, ProblemError
 from services.chassis.http_client import Downstream
 
@@ -44,7 +44,7 @@ async def forward(
 ) -> Response[bytes]:
     headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
     body = await request.body() if method in ("POST", "PUT", "PATCH") else None
-    response = await downstream.request(
+    response = await downstream.relay(
         method,
         path,
         url_template=template,
@@ -55,7 +55,7 @@ async def forward(
     return _relay(response, downstream.name)
 
 
-def _relay(response: httpx.Response, service: str) -> Response[bytes]:
+def _relay(response: WireResponse, service: str) -> Response[bytes]:
     status = response.status_code
     # A 503 or 504 is already a problem the client can act on (with its
     # Retry-After); any other 5xx is the service failing.
