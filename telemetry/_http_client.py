@@ -16,15 +16,18 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import httpx
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from telemetry._logging import current_request_id
 from telemetry._metrics import HTTP_CLIENT_ACTIVE, HTTP_CLIENT_DURATION, normalize_method
+from telemetry._server_span import ServerSpan, ServerSpans
 
 # Set by callers in request.extensions to name the span by template, not raw URL.
 URL_TEMPLATE_EXTENSION = "url_template"
 RESEND_COUNT_EXTENSION = "resend_count"
+TRACER_NAME = "telemetry.client"
 
 
 class _Answer(Protocol):
@@ -48,7 +51,10 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
         self.peer_service = peer_service
         # Fetched here, after tracing is configured: a module-level tracer
         # would be a proxy costing a call per span.
-        self._tracer = trace.get_tracer("telemetry.client", tracer_provider=tracer_provider)
+        self._tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+        # The SDK's spans without its costs when that is exactly equivalent
+        # (telemetry/_server_span.py): about 20 µs a call less.
+        self._spans = ServerSpans.for_tracer(self._tracer, TRACER_NAME)
         self._active = HTTP_CLIENT_ACTIVE.labels(peer_service)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -103,7 +109,14 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
             name = f"{name} {template}"
         if resend:
             attributes["http.request.resend_count"] = resend
-        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span: trace.Span
+        if self._spans is not None:
+            parent = otel_context.get_current()
+            span = self._spans.span(name, parent, SpanKind.CLIENT)
+            if isinstance(span, ServerSpan):
+                span.start(attributes, parent)
+        else:
+            span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         ctx = trace.set_span_in_context(span)
         propagate.inject(headers, context=ctx)
         request_id = current_request_id()

@@ -17,9 +17,11 @@ takes it itself, exactly as the SDK would (same random draws, same flags, same
 trace state), and makes either the ``NonRecordingSpan`` the SDK would make or a
 ``ServerSpan``: a recording span that keeps plain containers and, when it ends,
 hands the provider's span processors itself as the ``ReadableSpan``, as the
-SDK's span does: 1.2 µs and 7.4 µs (benchmarks/server_span.py). Everything
-else stays the SDK's: the provider, its processors and exporter, and every
-other span (database, HTTP client), which parent to this one as to any other.
+SDK's span does: 1.2 µs and 7.4 µs (benchmarks/server_span.py). The
+resilient client's CLIENT spans are made the same way (the gateway makes one
+per proxied call; telemetry/_http_client.py). Everything else stays the SDK's:
+the provider, its processors and exporter, and every other span (database,
+the services' own), which parent to these as to any other.
 
 Any other sampler, a custom id generator, or an attribute length limit send
 every request through the SDK unchanged. tests/test_server_span.py checks,
@@ -133,8 +135,11 @@ class ServerSpans:
     ) -> NonRecordingSpan | ServerSpan:
         """The span for a request whose parent context is ``parent``.
 
-        A ``ServerSpan`` comes back not yet started: ``start`` it with its attributes.
-        (``kind``: the load generator makes its CLIENT roots the same way, loadtests/tracing.py.)
+        A ``ServerSpan`` comes back not yet started: ``start`` it with its
+        attributes. ``kind``: the resilient client's CLIENT spans are made the
+        same way (telemetry/_http_client.py), under the request's span as
+        their local parent; so are the load generator's CLIENT roots
+        (loadtests/tracing.py).
         """
         if parent is not None:
             parent_ctx = trace.get_current_span(parent).get_span_context()

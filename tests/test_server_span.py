@@ -297,3 +297,36 @@ def test_links_given_as_objects_are_kept() -> None:
     (finished,) = pipeline.finished()
     assert [link.context.span_id for link in finished.links] == [0x2]
     assert isinstance(finished.links[0], Link)
+
+
+@pytest.mark.parametrize("sampler_name", SUPPORTED)
+@pytest.mark.parametrize("parent_name", ["root", "remote unsampled", "remote sampled, random flag"])
+def test_a_client_span_under_the_request_span_is_the_sdks(
+    sampler_name: str, parent_name: str
+) -> None:
+    """The resilient client's CLIENT spans (telemetry/_http_client.py): under a local parent."""
+    pipeline = Pipeline(SUPPORTED[sampler_name]())
+    incoming = _parent(PARENTS[parent_name])
+    for seed in range(50):
+        random.seed(seed)
+        server = pipeline.ours(incoming)
+        local = trace.set_span_in_context(server, incoming)
+        state = random.getstate()
+        expected = pipeline.tracer.start_span("GET /products/{id}", local, SpanKind.CLIENT)
+        expected_context = _context(expected)
+        expected.end(end_time=9)
+        random.setstate(state)
+        ours = pipeline.spans.span("GET /products/{id}", local, SpanKind.CLIENT)
+        if isinstance(ours, ServerSpan):
+            ours.start({}, local)
+        assert _context(ours) == expected_context, f"seed {seed}"
+        ours.end(end_time=9)
+        server.end()
+        finished = pipeline.finished()
+        sampled = server.get_span_context().trace_flags.sampled
+        assert len(finished) == (3 if sampled else 0)
+        if sampled:
+            sdk_span, our_span, _ = finished
+            assert our_span.kind is SpanKind.CLIENT
+            assert our_span.parent == sdk_span.parent == server.get_span_context()
+            assert _exported([our_span]) == _exported([sdk_span])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response
 
 from services.chassis.http_client import DependencyConfig
 from services.chassis.openapi import problems, success
 from services.chassis.validation import PageLimit, PageOffset
-from services.gateway.routes import BEARER, EDGE, _forward, signed_in
+from services.gateway.routes import BEARER, EDGE, _forward, get, signed_in
 from services.notifications.models import NotificationPage
 
 # One indexed query, like a catalog read.
