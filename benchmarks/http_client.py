@@ -10,7 +10,11 @@ medians, ratios against stock httpx measured in the same run:
 * ``httpx.Request`` straight to ``AiohttpTransport`` — what ``Downstream`` does;
 * ``Downstream`` — the whole resilient client: bulkhead, breaker, retrier,
   CLIENT span (tracing not configured here, so a non-recording one) and metrics;
-* ``aiohttp.ClientSession`` alone — the floor.
+* ``AiohttpTransport.send`` — the same without httpx's models;
+* ``WireClient.send`` — services/chassis/wire.py, httptools' parser on an
+  ``asyncio.Protocol``, what the gateway's relay sends through;
+* ``Downstream.relay`` — the whole resilient client on it (the gateway's path);
+* ``aiohttp.ClientSession`` alone — aiohttp's floor.
 
     .venv/bin/python benchmarks/http_client.py [--rounds 5] [--requests 4000]
 """
@@ -31,8 +35,9 @@ import httpx
 import uvloop
 from _report import cpu_seconds, print_ratio_table, wait_http
 
-from services.chassis.aiohttp_transport import AiohttpTransport
+from services.chassis.aiohttp_transport import AiohttpTransport, WireResponse
 from services.chassis.http_client import DependencyConfig, Downstream
+from services.chassis.wire import WireAnswer, WireClient
 from tests.harness import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -64,8 +69,11 @@ async def clients(url: str) -> tuple[dict[str, Call], Callable[[], Awaitable[Non
         DependencyConfig(name="hello", base_url=url.rsplit("/", 1)[0], max_concurrent=32)
     )
     session = aiohttp.ClientSession()
+    wire = WireClient(max_connections=32)
+    host, _, rest = url.removeprefix("http://").partition(":")
+    port, _, _ = rest.partition("/")
 
-    def check(response: httpx.Response) -> None:
+    def check(response: httpx.Response | WireResponse | WireAnswer) -> None:
         if response.status_code != 200:
             raise SystemExit(f"benchmark: {url} answered {response.status_code}")
 
@@ -81,6 +89,19 @@ async def clients(url: str) -> tuple[dict[str, Call], Callable[[], Awaitable[Non
     async def via_downstream() -> None:
         check(await downstream.request("GET", "/hello"))
 
+    async def via_transport_send() -> None:
+        response = await transport.send(
+            "GET", url, {}, None, pool=5.0, connect=5.0, read=5.0, total=5.0
+        )
+        check(response)
+
+    async def via_wire() -> None:
+        answer = await wire.send("GET", host, int(port), "/hello", {}, None, connect=5, read=5)
+        check(answer)
+
+    async def via_relay() -> None:
+        check(await downstream.relay("GET", "/hello"))
+
     async def via_aiohttp() -> None:
         async with session.get(url) as response:
             await response.read()
@@ -93,12 +114,16 @@ async def clients(url: str) -> tuple[dict[str, Call], Callable[[], Awaitable[Non
         await transport.aclose()
         await downstream.aclose()
         await session.close()
+        await wire.aclose()
 
     return {
         "httpx.AsyncClient (stock transport)": via_stock,
         "httpx.AsyncClient on AiohttpTransport": via_client_on_aiohttp,
         "httpx.Request straight to AiohttpTransport": via_transport,
         "Downstream (the resilient client)": via_downstream,
+        "AiohttpTransport.send (no httpx models)": via_transport_send,
+        "WireClient.send (httptools)": via_wire,
+        "Downstream.relay (the gateway's path)": via_relay,
         "aiohttp.ClientSession alone": via_aiohttp,
     }, close
 

@@ -54,6 +54,8 @@ from services.chassis.resilience import (
     register,
     to_header,
 )
+from services.chassis.wire import METHODS as WIRE_METHODS
+from services.chassis.wire import WireAnswer, WireClient
 from telemetry import RESEND_COUNT_EXTENSION, URL_TEMPLATE_EXTENSION, InstrumentedTransport
 
 # Failures a retry can fix: nothing reached the server, the server said "later",
@@ -89,11 +91,11 @@ def _retryable_exception(exc: BaseException) -> bool:
 FINAL_OUTCOME_HEADER = "redline-outcome"
 
 
-_ANSWERS = (httpx.Response, WireResponse)
-_R = TypeVar("_R", httpx.Response, WireResponse)
+_ANSWERS = (httpx.Response, WireResponse, WireAnswer)
+_R = TypeVar("_R", httpx.Response, WireAnswer | WireResponse)
 
 
-def is_final(response: httpx.Response | WireResponse) -> bool:
+def is_final(response: httpx.Response | WireResponse | WireAnswer) -> bool:
     return bool(response.headers.get(FINAL_OUTCOME_HEADER) == "final")
 
 
@@ -124,7 +126,7 @@ _PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*")
 class _WireTarget:
     """An endpoint's URL parts, parsed once, for ``Downstream.relay``."""
 
-    __slots__ = ("base_url", "host", "port", "prefix", "scheme")
+    __slots__ = ("base_url", "host", "lean", "path_prefix", "port", "prefix", "scheme")
 
     def __init__(self, base_url: str) -> None:
         url = httpx.URL(base_url)
@@ -132,17 +134,21 @@ class _WireTarget:
         self.scheme = url.scheme
         self.host = url.host
         self.port = url.port
+        # services/chassis/wire.py speaks plain HTTP and sends no credentials.
+        self.lean = url.scheme == "http" and not url.userinfo
         path = url.raw_path.decode("ascii")
+        self.path_prefix = "" if path == "/" else path
         # What url.full starts with: no credentials (nor query), as the conventions ask.
-        self.prefix = f"{url.scheme}://{url.netloc.decode('ascii')}{'' if path == '/' else path}"
+        self.prefix = f"{url.scheme}://{url.netloc.decode('ascii')}{self.path_prefix}"
 
-    def url(self, path: str, query: str) -> tuple[str, str]:
-        """The encoded URL to send to, and the span's ``url.full`` (no query)."""
+    def url(self, path: str, query: str) -> tuple[str, str, str]:
+        """The encoded URL to send to, its request target, and the span's ``url.full``."""
         if path.startswith("/") and _PLAIN_PATH.fullmatch(path):
-            return self.base_url + path + query, self.prefix + path
+            return self.base_url + path + query, self.path_prefix + path + query, self.prefix + path
         url = httpx.URL(self.base_url + path)  # quotes what needs quoting, as request() would
-        full = f"{url.scheme}://{url.netloc.decode('ascii')}{url.raw_path.decode('ascii')}"
-        return str(url) + query, full.partition("?")[0]
+        raw = url.raw_path.decode("ascii")
+        full = f"{url.scheme}://{url.netloc.decode('ascii')}{raw}"
+        return str(url) + query, raw + query, full.partition("?")[0]
 
 
 def split_urls(value: str) -> tuple[str, ...]:
@@ -217,6 +223,8 @@ class Downstream:
         # Keep-alive pool sized to the bulkhead: a slot never waits for a socket.
         self._wire = AiohttpTransport(max_connections=config.max_concurrent)
         self._transport = InstrumentedTransport(self._wire, peer_service=config.name)
+        # The gateway's relay (``relay``): its own keep-alive pool, as large.
+        self._lean = WireClient(max_connections=config.max_concurrent)
         self._targets: dict[str, _WireTarget] = {}
         self._discovery: DnsDiscovery | None = None
         if config.dns_refresh_seconds > 0:
@@ -228,6 +236,7 @@ class Downstream:
         if self._discovery is not None:
             await self._discovery.aclose()
         await self._transport.aclose()
+        await self._lean.aclose()
 
     async def _send(self, endpoint: Endpoint, send: Callable[[], Awaitable[_R]]) -> _R:
         """One request to one endpoint, its outcome told to the balancer."""
@@ -300,38 +309,47 @@ class Downstream:
         content: bytes | None = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> WireResponse:
+    ) -> WireAnswer | WireResponse:
         """``request`` without httpx's models, for the gateway's proxied calls.
 
-        The same guards, span, metrics and errors; the answer is a
-        ``WireResponse`` (``status_code``, ``headers``, ``content``). ``headers``
-        must be lower-case names (the trace context and request id are added
-        to them as such). About 150 µs of CPU less a call than ``request``
-        (benchmarks/gateway_hop.py).
+        The same guards, span, metrics and errors; the answer has
+        ``status_code``, ``headers`` (looked up by lower-case name) and
+        ``content``. ``headers`` must have lower-case names (the trace context
+        and request id are added to them as such). Sent through
+        ``services/chassis/wire.py`` (an ``http`` endpoint, the methods it
+        sends), else through aiohttp; both ~250 µs of CPU less a call than
+        ``request`` on the gateway (benchmarks/http_client.py, gateway_hop.py).
         """
         transport = self._transport
-        wire = self._wire
         # The body is relayed as it comes: ask for it unencoded (request()'s
         # httpx.Response would decode it).
         headers = {"accept-encoding": "identity", **(headers or {})}
         query = ""
         if params:
             query = "?" + str(httpx.QueryParams(params))
+        lean = method in WIRE_METHODS
 
         def one(
             endpoint: Endpoint, headers: dict[str, str], budget: float, attempt: int
-        ) -> Awaitable[WireResponse]:
+        ) -> Awaitable[WireAnswer | WireResponse]:
             target = self._targets.get(endpoint.base_url) or self._target(endpoint.base_url)
-            url, url_full = target.url(path, query)
-            return transport.traced(
-                method,
-                target.scheme,
-                target.host,
-                target.port,
-                url_full,
-                headers,
-                partial(
-                    wire.send,
+            url, request_target, url_full = target.url(path, query)
+            send: Callable[[], Awaitable[WireAnswer | WireResponse]]
+            if lean and target.lean:
+                send = partial(
+                    self._lean.send,
+                    method,
+                    target.host,
+                    target.port or 80,
+                    request_target,
+                    headers,
+                    content,
+                    connect=budget,
+                    read=budget,
+                )
+            else:
+                send = partial(
+                    self._wire.send,
                     method,
                     url,
                     headers,
@@ -340,7 +358,15 @@ class Downstream:
                     connect=budget,
                     read=budget,
                     total=budget,
-                ),
+                )
+            return transport.traced(
+                method,
+                target.scheme,
+                target.host,
+                target.port,
+                url_full,
+                headers,
+                send,
                 template=url_template,
                 resend=attempt - 1,
             )

@@ -15,9 +15,11 @@ from litestar import Request, Response
 from services.chassis.aiohttp_transport import WireResponse
 from services.chassis.errors import PROBLEM_JSON, ProblemError
 from services.chassis.http_client import Downstream
+from services.chassis.wire import WireAnswer
 
 # Request headers a service needs from the client; everything else stays here.
 FORWARDED_REQUEST_HEADERS = ("authorization", "idempotency-key", "content-type", "accept")
+_FORWARDED_REQUEST_KEYS = {name.encode(): name for name in FORWARDED_REQUEST_HEADERS}
 # Response headers the client needs from a service.
 FORWARDED_RESPONSE_HEADERS = (
     "content-type",
@@ -42,20 +44,28 @@ async def forward(
     path: str,
     template: str,
 ) -> Response[bytes]:
-    headers = {k: v for k in FORWARDED_REQUEST_HEADERS if (v := request.headers.get(k))}
+    # Read off the scope: the first value of each (as request.headers.get
+    # would give), an empty one not sent.
+    headers: dict[str, str] = {}
+    for name, value in request.scope["headers"]:
+        key = _FORWARDED_REQUEST_KEYS.get(name)
+        if key is not None and key not in headers:
+            headers[key] = value.decode("latin-1")
+    headers = {k: v for k, v in headers.items() if v}
     body = await request.body() if method in ("POST", "PUT", "PATCH") else None
+    query = request.scope["query_string"]
     response = await downstream.relay(
         method,
         path,
         url_template=template,
-        params=dict(request.query_params) or None,
+        params=(dict(request.query_params) or None) if query else None,
         headers=headers,
         content=body,
     )
     return _relay(response, downstream.name)
 
 
-def _relay(response: WireResponse, service: str) -> Response[bytes]:
+def _relay(response: WireAnswer | WireResponse, service: str) -> Response[bytes]:
     status = response.status_code
     # A 503 or 504 is already a problem the client can act on (with its
     # Retry-After); any other 5xx is the service failing.
