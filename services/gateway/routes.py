@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import litestar
-from litestar import Controller, Request, Response
+from litestar import Controller, HttpMethod, Request, Response
 from litestar.connection import ASGIConnection
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import SecurityScheme
 from litestar.params import SkipValidation
@@ -113,8 +113,8 @@ class Limits:
         self.enforce(self.account, "account", email.strip().lower())
 
 
-class _SharedHandlerGuards:
-    """Route handlers whose guards get the handler itself, not a copy.
+class _EdgeRoute(HTTPRouteHandler):
+    """A route handler whose guards get the handler itself, not a copy.
 
     Litestar passes each guard ``copy(handler)`` (a shallow copy of a large
     object, ~25 µs per request on the gateway's profile); these guards never
@@ -122,17 +122,18 @@ class _SharedHandlerGuards:
     """
 
     async def authorize_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
-        handler: BaseRouteHandler = self  # type: ignore[assignment]
-        for guard in handler.resolve_guards():
-            await guard(connection, handler)  # type: ignore[misc]
+        for guard in self.resolve_guards():
+            await guard(connection, self)  # type: ignore[misc]
 
 
-class get(_SharedHandlerGuards, litestar.get):  # litestar's decorator, lower-case
-    pass
+def get(path: str, **kwargs: Any) -> _EdgeRoute:
+    """``litestar.get`` for the gateway's routes."""
+    return _EdgeRoute(path, http_method=HttpMethod.GET, **kwargs)
 
 
-class post(_SharedHandlerGuards, litestar.post):  # litestar's decorator, lower-case
-    pass
+def post(path: str, **kwargs: Any) -> _EdgeRoute:
+    """``litestar.post`` for the gateway's routes."""
+    return _EdgeRoute(path, http_method=HttpMethod.POST, **kwargs)
 
 
 # The guards are coroutines although they never await: Litestar runs a plain
