@@ -8,6 +8,8 @@ interleave two loads of ``wrk``: straight to the bare app, and through the
 gateway. Each process's CPU comes from /proc; the ratio is the gateway's CPU
 per proxied read over the bare app's CPU per request, both from the same
 round. A ``wrk -c1`` pass per round gives the latency the hop adds (p50).
+The bare app's CPU per proxied read is printed too: what the gateway sends
+it costs no more than a direct request (no work moved behind the hop).
 
     .venv/bin/python benchmarks/gateway_hop.py [--rounds 5] [--duration 6]
 """
@@ -91,6 +93,7 @@ def main() -> None:
     )
     gateway_cpu: list[float] = []
     bare_cpu: list[float] = []
+    upstream_cpu: list[float] = []
     added_p50: list[float] = []
     try:
         wait_http(f"{bare_url}/products/7", proc=bare)
@@ -125,17 +128,20 @@ def main() -> None:
                     stderr=devnull,
                 )
             before = cpu_seconds(gateway.proc.pid)
+            before_upstream = cpu_seconds(bare.pid)
             _, n = run_wrk(proxied, args.duration, args.connections)
             if spy is not None:
                 spy.wait(timeout=60)
             gateway_cpu.append((cpu_seconds(gateway.proc.pid) - before) / n * 1e6)
+            upstream_cpu.append((cpu_seconds(bare.pid) - before_upstream) / n * 1e6)
             p50_direct = wrk_p50_ms(direct, args.duration / 2)
             p50_proxied = wrk_p50_ms(proxied, args.duration / 2)
             added_p50.append(p50_proxied - p50_direct)
             print(
                 f"round {r + 1}/{args.rounds}: bare {bare_cpu[-1]:.0f} µs CPU/request, "
                 f"gateway {gateway_cpu[-1]:.0f} µs CPU/proxied read "
-                f"({gateway_cpu[-1] / bare_cpu[-1]:.1f}×), p50 added {added_p50[-1]:.2f} ms",
+                f"({gateway_cpu[-1] / bare_cpu[-1]:.1f}×), p50 added {added_p50[-1]:.2f} ms, "
+                f"upstream {upstream_cpu[-1]:.0f} µs CPU/proxied read",
                 flush=True,
             )
     finally:
@@ -157,6 +163,11 @@ def main() -> None:
     print(
         f"| gateway, proxied read | {statistics.median(gateway_cpu):.0f} | "
         f"**{statistics.median(ratios):.1f}×** |"
+    )
+    upstream = statistics.median(upstream_cpu)
+    print(
+        f"| bare route, per proxied read (behind the gateway) | {upstream:.0f} | "
+        f"{upstream / statistics.median(bare_cpu):.2f}× |"
     )
     print()
     print(f"p50 latency the hop adds (wrk -c1): {statistics.median(added_p50):.2f} ms")
