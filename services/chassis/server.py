@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from services.chassis.config import ServiceSettings
 from services.chassis.ops import ListenerRouter, listen
@@ -59,6 +60,63 @@ class CloseWhileDraining:
             await send(message)
 
         await self.app(scope, receive, send_closing)
+
+
+class _HeadWithBody:
+    """A response's transport that writes its status line and headers with its body.
+
+    uvicorn writes the head on ``http.response.start`` and the body on
+    ``http.response.body``: two system calls, two packets, and the client
+    woken twice per response. The head is held until the body's first write,
+    which Litestar sends in the same turn of the event loop, and goes out with
+    it in one write; if nothing follows in that turn (a streamed or HEAD
+    response), the head is written on the loop's next turn. Anything else
+    (``100 Continue``, closing) first writes what is held.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport", "_turn")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._turn: Any = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._turn.cancel()
+            self._transport.write(held + data)
+        elif data.startswith(b"HTTP/") and not data.startswith(b"HTTP/1.1 100 "):
+            self._held = data
+            self._turn = self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._turn.cancel()
+            self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, each response's head written with its body."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = _HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
 
 
 class DrainingServer(uvicorn.Server):
@@ -117,6 +175,7 @@ def serve(app: Any, settings: ServiceSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.graceful_timeout_seconds),
         proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,
         server_header=False,
         date_header=True,
         workers=1,
