@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from uvicorn.server import ServerState
 
 from services.chassis.server import CoalescingHttpToolsProtocol, _HeadWithBody
 
@@ -100,6 +101,40 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body or b"ok"})
+
+
+class PeerTransport(Recording):
+    """What uvicorn's protocol asks of a TCP transport, recording what it writes."""
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_uvicorns_protocol_writes_a_response_in_one_write() -> None:
+    """Through the real protocol: if a uvicorn release moves what the wrapper
+    reaches into, the head and the body go out in two writes again and this fails."""
+    config = uvicorn.Config(app, http=CoalescingHttpToolsProtocol, log_config=None)
+    config.load()
+    protocol = CoalescingHttpToolsProtocol(
+        config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+    )
+    transport = PeerTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    for _ in range(100):
+        if transport.writes:
+            break
+        await asyncio.sleep(0.01)
+    protocol.connection_lost(None)
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b"\r\n\r\nok")
 
 
 @contextlib.asynccontextmanager
