@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import socket
+import struct
 from collections import Counter
 from collections.abc import Iterator
 
@@ -267,3 +268,36 @@ async def test_a_name_that_scales_up_then_down_moves_the_calls_with_it() -> None
         await d.aclose()
         for srv in (first, second):
             srv.close()
+
+
+async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen) -> None:
+    """Read the request, then reset the connection (RST, no answer): a replica going away."""
+    await read_request(reader, seen)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("path", ["relay", "request"])
+async def test_a_reset_connection_is_retried_elsewhere_for_a_read_and_not_for_a_post(
+    path: str,
+) -> None:
+    """The answer was lost after the request went out: safe to ask again only if idempotent."""
+    async with server(reset) as (bad, seen_bad), server(echo) as (good, seen_good):
+        d = downstream(bad, good)
+        alone = downstream(bad)
+        try:
+            call = d.relay if path == "relay" else d.request
+            for i in range(10):
+                assert (await call("GET", f"/products/{i}")).status_code == 201
+            assert len(seen_bad.requests) >= 1  # the coin toss sent some to the resetting one
+            assert len(seen_good.requests) == 10
+            before = len(seen_bad.requests)
+            post = alone.relay if path == "relay" else alone.request
+            with pytest.raises(DownstreamUnavailable) as caught:
+                await post("POST", "/reservations", content=b"{}")
+            assert caught.value.maybe_delivered  # sent: the caller must not assume otherwise
+            assert len(seen_bad.requests) == before + 1  # once: never retried
+        finally:
+            await d.aclose()
+            await alone.aclose()

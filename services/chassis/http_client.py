@@ -59,9 +59,17 @@ from services.chassis.wire import WireAnswer, WireClient
 from telemetry import RESEND_COUNT_EXTENSION, URL_TEMPLATE_EXTENSION, InstrumentedTransport
 
 # Failures a retry can fix: nothing reached the server, the server said "later",
-# or the answer was lost (a timeout). The retrier only ever retries idempotent
-# calls, for which a lost answer is safe to ask again.
-_RETRYABLE_EXCEPTIONS = (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError)
+# or the answer was lost (a timeout, a connection closed or reset before the
+# answer: e.g. a replica shutting down just as a kept-alive connection was
+# reused). The retrier only ever retries idempotent calls, for which a lost
+# answer is safe to ask again.
+_RETRYABLE_EXCEPTIONS = (
+    httpx.ConnectError,
+    httpx.TimeoutException,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
 
 
 class DownstreamUnavailable(ServiceUnavailable):
