@@ -300,7 +300,10 @@ def _observe_backoff(downstream: Downstream, during_sleep: Callable[[], None]) -
     downstream.retrier = Retrier(downstream.name, downstream.config.retry, sleep=sleep)
 
 
-async def test_the_breaker_judges_the_call_and_its_slot_is_held_through_the_backoff() -> None:
+@pytest.mark.parametrize("path", ["request", "relay"])
+async def test_the_breaker_judges_the_call_and_its_slot_is_held_through_the_backoff(
+    path: str,
+) -> None:
     in_flight_while_sleeping: list[int] = []
     async with server(_unavailable_then_ok) as (url, seen):
         downstream = _downstream(url)
@@ -308,8 +311,9 @@ async def test_the_breaker_judges_the_call_and_its_slot_is_held_through_the_back
             downstream,
             lambda: in_flight_while_sleeping.append(downstream.bulkhead.snapshot().in_flight),
         )
+        call = downstream.request if path == "request" else downstream.relay
         try:
-            response = await downstream.request("GET", "/charges/7")
+            response = await call("GET", "/charges/7")
         finally:
             await downstream.aclose()
     assert response.status_code == 200
