@@ -37,7 +37,7 @@ def loaded_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory, locust_
     code = run_load(
         [
             "--host", stack.gateway, "--shape", "steady", "--users", "8",
-            "--spawn-rate", "8", "--duration", "25s", "--think-scale", "0.2",
+            "--spawn-rate", "8", "--duration", "20s", "--think-scale", "0.2",
             "--prometheus-port", str(locust_port),
             "--runs-dir", str(runs),
         ]
