@@ -94,6 +94,9 @@ class Snapshot:
         return asdict(self)
 
 
+SETTLE_SECONDS = 1.0
+
+
 def expand(expr: str, window: str) -> str:
     """A dashboard expression with its Grafana variables set as the console reads it."""
     return substitute(
@@ -136,7 +139,10 @@ class Collector:
         return {k: expand(v, self.window) for k, v in q.items()}
 
     def collect(self, at: float | None = None) -> Snapshot:
-        at = time.time() if at is None else at
+        # A second in the past by default: a scrape's samples carry its start
+        # time but land when it ends, so numbers for "now" could still change
+        # after they are shown (a query for the same instant would disagree).
+        at = time.time() - SETTLE_SECONDS if at is None else at
         snap = Snapshot(at=at, window=self.window)
         results: dict[str, list[dict[str, Any]]] = {}
         for key, expr in self.queries().items():
