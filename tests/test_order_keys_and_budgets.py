@@ -141,19 +141,18 @@ def test_a_claim_taken_over_cannot_create_a_second_order(orders_dsn: str) -> Non
         fresh = await store.claim_key(db, user_id, key, "digest", lease_seconds=60)
         outcomes = []
         for claim in (slow, fresh):
-            outcomes.append(
-                await store.create_order(
-                    db,
-                    order_id=uuid.uuid4(),
-                    user_id=user_id,
-                    key=key,
-                    claim=claim.token,
-                    items=items,
-                    payment_method="pm_card_visa",
-                    owner="test",
-                    lease_seconds=5,
-                )
+            created = await store.create_order(
+                db,
+                order_id=uuid.uuid4(),
+                user_id=user_id,
+                key=key,
+                claim=claim.token,
+                items=items,
+                payment_method="pm_card_visa",
+                owner="test",
+                lease_seconds=5,
             )
+            outcomes.append(created is not None)
         orders = await db.fetchval("SELECT count(*) FROM orders WHERE user_id = $1", user_id)
         return outcomes[0], outcomes[1], int(orders)
 

@@ -78,8 +78,9 @@ def test_full_journey_is_one_trace_across_all_five_services(
         assert body["status"] == "confirmed"
         assert body["total_cents"] == product["price_cents"]
         assert placed.headers["location"] == f"/api/v1/orders/{body['id']}"
-        again = c.get(f"/api/v1/orders/{body['id']}", headers=auth).json()
-        assert again["status"] == "confirmed"
+        # The saga answers with the order as it carried it from step to step; it
+        # is the order as stored, field for field (updated_at included).
+        assert c.get(f"/api/v1/orders/{body['id']}", headers=auth).json() == body
 
     services = {"gateway", "orders", "inventory", "payments"}
     spans = otlp.wait_for(lambda s: s.trace_id == trace_id and s.kind == "SERVER", count=6)
@@ -126,6 +127,10 @@ def test_parallel_orders_for_scarce_stock_confirm_exactly_the_stock(
     assert all(
         c["reason"] == "out_of_stock" and c["order"]["status"] == "cancelled" for c in cancelled
     )
+    with httpx.Client(base_url=platform.gateway, headers=user.headers, timeout=10) as c:
+        for answer in cancelled:
+            stored = c.get(f"/api/v1/orders/{answer['order_id']}")
+            assert stored.json() == answer["order"]
     end = stock(platform, product)
     assert end["available"] == 0
     assert end["sold"] == start["sold"] + start["available"]

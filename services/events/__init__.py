@@ -15,7 +15,7 @@ from services.events.bus import (
     Bus,
     event_subject,
 )
-from services.events.outbox import OutboxRelay, enqueue, wake_relays
+from services.events.outbox import OutboxRelay, enqueue, event_row, wake_relays
 from services.events.schema import SCHEMA_PATH, validate_event
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Bus",
     "OutboxRelay",
     "enqueue",
+    "event_row",
     "event_subject",
     "validate_event",
     "wake_relays",

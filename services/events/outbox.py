@@ -63,10 +63,14 @@ def wake_relays() -> None:
         event.set()
 
 
-async def enqueue(
-    conn: asyncpg.Connection, *, event_type: str, source: str, data: dict[str, Any]
-) -> uuid.UUID:
-    """Write one event on ``conn``, inside the caller's transaction. Returns its id."""
+def event_row(
+    *, event_type: str, source: str, data: dict[str, Any]
+) -> tuple[uuid.UUID, str, str, str]:
+    """One event as the ``outbox`` row ``enqueue`` writes: (id, subject, payload, trace_context).
+
+    For a caller that writes the row in a statement of its own (a data-modifying
+    CTE that inserts it only if the change happened, in one round trip).
+    """
     event_id = uuid.uuid4()
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -78,14 +82,24 @@ async def enqueue(
         "source": source,
         "data": data,
     }
-    await conn.execute(
-        "INSERT INTO outbox (id, subject, payload, trace_context) VALUES ($1, $2, $3, $4::jsonb)",
+    return (
         event_id,
         event_subject(event_type),
         json.dumps(payload, default=str, separators=(",", ":")),
         json.dumps(carrier),
     )
-    return event_id
+
+
+async def enqueue(
+    conn: asyncpg.Connection, *, event_type: str, source: str, data: dict[str, Any]
+) -> uuid.UUID:
+    """Write one event on ``conn``, inside the caller's transaction. Returns its id."""
+    row = event_row(event_type=event_type, source=source, data=data)
+    await conn.execute(
+        "INSERT INTO outbox (id, subject, payload, trace_context) VALUES ($1, $2, $3, $4::jsonb)",
+        *row,
+    )
+    return row[0]
 
 
 def publish_attributes(subject: str, message_id: str) -> dict[str, Any]:

@@ -101,6 +101,10 @@ class Outcome(StrEnum):
     NOT_SENT = "not_sent"  # the call never reached the dependency
 
 
+class _LeaseLost(Exception):
+    """A step was not recorded: another process took the order over (its lease ran out)."""
+
+
 @dataclass(frozen=True)
 class NotSent:
     """Stands for the response of a call that never left (connection refused, breaker open)."""
@@ -175,21 +179,21 @@ class Saga:
             )
             return None if exc.maybe_delivered else NotSent()
 
-    async def _advance(self, order_id: UUID, step: str, outcome: str, **kw: Any) -> bool:
-        ok = await store.advance(
+    async def _advance(self, stored: store.Stored, step: str, outcome: str, **kw: Any) -> bool:
+        """Record a step (``stored`` follows it); ``_LeaseLost`` if another process has it."""
+        if not await store.advance(
             self.db,
-            order_id,
+            stored,
             step=step,
             outcome=outcome,
             owner=self.owner,
             lease_seconds=self.lease_seconds,
             **kw,
-        )
-        if ok:
-            await self.pauses.checkpoint(order_id, step)
-        else:
-            _log.warning("saga lost its lease", order_id=str(order_id), step=step)
-        return ok
+        ):
+            _log.warning("saga lost its lease", order_id=str(stored.order.id), step=step)
+            raise _LeaseLost
+        await self.pauses.checkpoint(stored.order.id, step)
+        return True
 
     @contextlib.contextmanager
     def _span(
@@ -225,44 +229,48 @@ class Saga:
         return outcome, response
 
     # -- the machine ---------------------------------------------------------------
-    async def drive(self, order_id: UUID, *, recovering: bool = False) -> Order:
-        """Move the order as far as it can go now; returns it as it then is."""
+    async def drive(
+        self, order_id: UUID, *, recovering: bool = False, stored: store.Stored | None = None
+    ) -> Order:
+        """Move the order as far as it can go now; returns it as it then is.
+
+        ``stored``: the order as just created (else it is read first).
+        """
         if order_id in self.driving:
             raise ProblemError(f"Order {order_id} is being driven already.", status=409)
         self.driving.add(order_id)
         try:
-            return await self._drive(order_id, recovering)
+            stored = stored or await self._load(order_id)
+            try:
+                await self._drive(stored, recovering)
+            except _LeaseLost:
+                return (await self._load(order_id)).order  # as the new holder left it
+            return stored.order
         finally:
             self.driving.discard(order_id)
 
-    async def _drive(self, order_id: UUID, recovering: bool) -> Order:
-        while True:
-            async with self.db.acquire() as conn:
-                found = await store.load(conn, order_id)
-            if found is None:
-                raise ProblemError(f"Order {order_id} vanished.", status=500)
-            order, _user, payment_method = found
-            if order.status != "pending":
-                return order
+    async def _drive(self, stored: store.Stored, recovering: bool) -> None:
+        """Steps until a final state, or one that must wait (a commit to retry later)."""
+        order = stored.order
+        while order.status == "pending":
             step = order.step
             if recovering:
                 step = self._recovery_step(order)
                 recovering = False
                 if step != order.step:
                     SAGA_RECOVERIES.labels("compensated").inc()
-                    if not await self._advance(order_id, step, "recovered", reason=INTERRUPTED):
-                        return order
+                    await self._advance(stored, step, "recovered", reason=INTERRUPTED)
                     continue
                 SAGA_RECOVERIES.labels("resumed").inc()
-            if not await self._step(order, step, payment_method):
-                return await self._reload(order_id)
+            if not await self._step(stored, step):
+                return
 
-    async def _reload(self, order_id: UUID) -> Order:
+    async def _load(self, order_id: UUID) -> store.Stored:
         async with self.db.acquire() as conn:
             found = await store.load(conn, order_id)
         if found is None:
             raise ProblemError(f"Order {order_id} vanished.", status=500)
-        return found[0]
+        return found
 
     @staticmethod
     def _recovery_step(order: Order) -> str:
@@ -273,20 +281,22 @@ class Saga:
             return Step.COMPENSATING_REFUND
         return order.step
 
-    async def _step(self, order: Order, step: str, payment_method: str) -> bool:
+    async def _step(self, stored: store.Stored, step: str) -> bool:
+        """One step; False when the saga stops here for now (final, or to be retried later)."""
         if step == Step.CREATED:
-            return await self._reserve(order)
+            return await self._reserve(stored)
         if step in (Step.RESERVED, Step.CHARGING):
-            return await self._charge(order, payment_method)
+            return await self._charge(stored)
         if step == Step.CHARGED:
-            return await self._commit(order)
+            return await self._commit(stored)
         if step == Step.COMPENSATING_REFUND:
-            return await self._refund(order)
+            return await self._refund(stored)
         if step == Step.COMPENSATING_RELEASE:
-            return await self._release(order)
-        raise ProblemError(f"Order {order.id} is at an unknown step {step!r}.", status=500)
+            return await self._release(stored)
+        raise ProblemError(f"Order {stored.order.id} is at an unknown step {step!r}.", status=500)
 
-    async def _reserve(self, order: Order) -> bool:
+    async def _reserve(self, stored: store.Stored) -> bool:
+        order = stored.order
         body = {
             "order_id": str(order.id),
             "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
@@ -295,11 +305,11 @@ class Saga:
             "reserve_inventory", order.id, self.inventory, "/reservations", "/reservations", body
         )
         if outcome == Outcome.OK:
-            return await self._advance(order.id, Step.RESERVED, Outcome.OK)
+            return await self._advance(stored, Step.RESERVED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("reserve_inventory").inc()
         if outcome == Outcome.NOT_SENT:
             # Nothing reached inventory, nothing can arrive late: nothing to undo.
-            return await self._cancel(order.id, INVENTORY_UNAVAILABLE, Outcome.NOT_SENT)
+            return await self._cancel(stored, INVENTORY_UNAVAILABLE, Outcome.NOT_SENT)
         if outcome == Outcome.REFUSED and _problem_type(response) == "out-of-stock":
             reason = OUT_OF_STOCK
         elif outcome == Outcome.REFUSED:
@@ -309,24 +319,23 @@ class Saga:
         else:
             reason = INVENTORY_UNAVAILABLE
         # Even a refusal releases: it leaves the tombstone that stops a late reserve.
-        return await self._advance(order.id, Step.COMPENSATING_RELEASE, outcome, reason=reason)
+        return await self._advance(stored, Step.COMPENSATING_RELEASE, outcome, reason=reason)
 
-    async def _charge(self, order: Order, payment_method: str) -> bool:
-        if order.step != Step.CHARGING and not await self._advance(
-            order.id, Step.CHARGING, "started"
-        ):
-            return False
+    async def _charge(self, stored: store.Stored) -> bool:
+        order = stored.order
+        if order.step != Step.CHARGING:
+            await self._advance(stored, Step.CHARGING, "started")
         body = {
             "order_id": str(order.id),
             "amount_cents": order.total_cents,
             "currency": order.currency,
-            "payment_method": payment_method,
+            "payment_method": stored.payment_method,
         }
         outcome, response = await self._attempt(
             "charge_payment", order.id, self.payments, "/charges", "/charges", body
         )
         if outcome == Outcome.OK:
-            return await self._advance(order.id, Step.CHARGED, Outcome.OK)
+            return await self._advance(stored, Step.CHARGED, Outcome.OK)
         SAGA_STEP_FAILURES.labels("charge_payment").inc()
         if (
             outcome == Outcome.REFUSED
@@ -335,7 +344,7 @@ class Saga:
         ):
             detail = _problem_type(response)
             return await self._advance(
-                order.id,
+                stored,
                 Step.COMPENSATING_RELEASE,
                 "declined",
                 reason=PAYMENT_DECLINED,
@@ -344,12 +353,13 @@ class Saga:
         if outcome == Outcome.NOT_SENT:
             # No charge can exist: only the stock goes back.
             return await self._advance(
-                order.id, Step.COMPENSATING_RELEASE, outcome, reason=PAYMENT_UNAVAILABLE
+                stored, Step.COMPENSATING_RELEASE, outcome, reason=PAYMENT_UNAVAILABLE
             )
         reason = INTERRUPTED if outcome == Outcome.REFUSED else PAYMENT_UNAVAILABLE
-        return await self._advance(order.id, Step.COMPENSATING_REFUND, outcome, reason=reason)
+        return await self._advance(stored, Step.COMPENSATING_REFUND, outcome, reason=reason)
 
-    async def _commit(self, order: Order) -> bool:
+    async def _commit(self, stored: store.Stored) -> bool:
+        order = stored.order
         outcome, _ = await self._attempt(
             "commit_inventory",
             order.id,
@@ -358,16 +368,15 @@ class Saga:
             "/reservations/{order_id}/commit",
         )
         if outcome == Outcome.OK:
-            moved = await self._advance(order.id, Step.CONFIRMED, Outcome.OK, status="confirmed")
-            if moved:
-                ORDERS_COMPLETED.labels("confirmed", "").inc()
-                ORDER_VALUE.observe(order.total_cents / 100)
+            await self._advance(stored, Step.CONFIRMED, Outcome.OK, status="confirmed")
+            ORDERS_COMPLETED.labels("confirmed", "").inc()
+            ORDER_VALUE.observe(order.total_cents / 100)
             return False  # terminal
         SAGA_STEP_FAILURES.labels("commit_inventory").inc()
         if outcome == Outcome.REFUSED:
             # The reservation is gone (released by someone): the paid order cannot ship.
             return await self._advance(
-                order.id, Step.COMPENSATING_REFUND, Outcome.REFUSED, reason=INVENTORY_CONFLICT
+                stored, Step.COMPENSATING_REFUND, Outcome.REFUSED, reason=INVENTORY_CONFLICT
             )
         return False  # paid: retry the commit later, never refund it
 
@@ -384,7 +393,8 @@ class Saga:
         SAGA_COMPENSATIONS.labels(name).inc()
         return True
 
-    async def _refund(self, order: Order) -> bool:
+    async def _refund(self, stored: store.Stored) -> bool:
+        order = stored.order
         refunded = await self._compensated(
             "refund_payment",
             order.id,
@@ -394,9 +404,10 @@ class Saga:
         )
         if not refunded:
             return False  # try again later; the lease keeps others away meanwhile
-        return await self._advance(order.id, Step.COMPENSATING_RELEASE, "refunded")
+        return await self._advance(stored, Step.COMPENSATING_RELEASE, "refunded")
 
-    async def _release(self, order: Order) -> bool:
+    async def _release(self, stored: store.Stored) -> bool:
+        order = stored.order
         released = await self._compensated(
             "release_inventory",
             order.id,
@@ -406,13 +417,9 @@ class Saga:
         )
         if not released:
             return False
-        reason = (await self._reload(order.id)).reason or INTERRUPTED
-        return await self._cancel(order.id, reason, "released")
+        return await self._cancel(stored, order.reason or INTERRUPTED, "released")
 
-    async def _cancel(self, order_id: UUID, reason: str, outcome: str) -> bool:
-        moved = await self._advance(
-            order_id, Step.CANCELLED, outcome, status="cancelled", reason=reason
-        )
-        if moved:
-            ORDERS_COMPLETED.labels("cancelled", reason).inc()
+    async def _cancel(self, stored: store.Stored, reason: str, outcome: str) -> bool:
+        await self._advance(stored, Step.CANCELLED, outcome, status="cancelled", reason=reason)
+        ORDERS_COMPLETED.labels("cancelled", reason).inc()
         return False  # terminal

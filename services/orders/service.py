@@ -139,11 +139,13 @@ class OrderService:
 
         return list(await asyncio.gather(*(one(p, q) for p, q in sorted(lines.items()))))
 
-    async def run(self, order_id: UUID, *, recovering: bool = False) -> Order:
+    async def run(
+        self, order_id: UUID, *, recovering: bool = False, stored: store.Stored | None = None
+    ) -> Order:
         """Drive the saga and record the response its idempotency key replays."""
         ORDERS_IN_FLIGHT.inc()
         try:
-            order = await self.saga.drive(order_id, recovering=recovering)
+            order = await self.saga.drive(order_id, recovering=recovering, stored=stored)
             # On the request's span: Jaeger finds the trace by order.id, and
             # the trace store keeps every cancelled order (jaeger.yaml).
             trace.get_current_span().set_attributes(
@@ -192,12 +194,12 @@ class OrderService:
             # database refuses, cancellation): let the client retry with the key.
             await self._release(user_id, key, claim.token)
             raise
-        if not created:
+        if created is None:
             # We were too slow: our claim ran out and another request holds the key.
             raise _in_progress(None)
         # Shielded: a client that hangs up (or a cancelled handler) must not
         # stop the saga half-way; it finishes and records its response anyway.
-        order = await asyncio.shield(asyncio.create_task(self.run(order_id)))
+        order = await asyncio.shield(asyncio.create_task(self.run(order_id, stored=created)))
         status, body = response_for(order)
         return status, body, False
 

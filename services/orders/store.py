@@ -14,11 +14,25 @@ from uuid import UUID
 import asyncpg
 
 from services.chassis import Database
-from services.events import enqueue, wake_relays
+from services.events import event_row, wake_relays
 from services.orders.models import Order, OrderItem
 
 # Final states: reaching one writes an order.<status> event to the outbox.
 _ANNOUNCED = ("confirmed", "cancelled")
+
+
+@dataclass
+class Stored:
+    """An order as its row holds it, with the two columns the saga needs besides.
+
+    The saga carries it from step to step: ``advance`` keeps it equal to the
+    row (each step is written under the lease, so nothing else changes the row
+    meanwhile), which spares a read of the order after every step.
+    """
+
+    order: Order
+    user_id: UUID
+    payment_method: str
 
 
 @dataclass(frozen=True)
@@ -137,15 +151,16 @@ async def create_order(
     payment_method: str,
     owner: str,
     lease_seconds: float,
-) -> bool:
-    """Create the order under its key; False (nothing created) if the claim is no longer ours.
+) -> Stored | None:
+    """Create the order under its key; None (nothing created) if the claim is no longer ours.
 
     One statement: the key's claim, the order, its items and its first saga
     event, each written only if the claim was still this request's. Atomic and
     durable as the transaction it replaces, in one round trip instead of six.
+    ``items`` in product order, as ``load`` lists them.
     """
     total = sum(i.quantity * i.unit_price_cents for i in items)
-    created = await db.fetchval(
+    row = await db.fetchrow(
         """WITH claimed AS (
                UPDATE idempotency_keys SET order_id = $3
                WHERE user_id = $1 AND key = $2 AND claim_token = $4 AND order_id IS NULL
@@ -156,7 +171,7 @@ async def create_order(
                SELECT order_id, $1::uuid, 'pending', 'created', $5::integer, $6::text, $7::text,
                       now() + make_interval(secs => $8::double precision)
                FROM claimed
-               RETURNING id
+               RETURNING id, currency, created_at, updated_at
            ), listed AS (
                INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents)
                SELECT created.id, item.product_id, item.name, item.quantity, item.price
@@ -167,7 +182,7 @@ async def create_order(
                INSERT INTO saga_events (order_id, step, outcome)
                SELECT id, 'created', 'ok' FROM created
            )
-           SELECT count(*) FROM created""",
+           SELECT currency, created_at, updated_at FROM created""",
         user_id,
         key,
         order_id,
@@ -181,12 +196,63 @@ async def create_order(
         [i.quantity for i in items],
         [i.unit_price_cents for i in items],
     )
-    return bool(created)
+    if row is None:
+        return None
+    order = Order(
+        id=order_id,
+        status="pending",
+        step="created",
+        reason=None,
+        total_cents=total,
+        currency=row["currency"],
+        items=[
+            OrderItem(
+                product_id=i.product_id,
+                name=i.name,
+                quantity=i.quantity,
+                unit_price_cents=i.unit_price_cents,
+            )
+            for i in items
+        ],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+    return Stored(order, user_id, payment_method)
+
+
+# A step: the order's row (only while this process holds its lease) and the
+# step's event, in one statement; with a final state, its outbox event too.
+_ADVANCE = """WITH updated AS (
+                  UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
+                         lease_owner = $5, lease_until = now() + make_interval(secs => $6),
+                         updated_at = now()
+                  WHERE id = $1 AND status = 'pending' AND lease_owner = $5
+                  RETURNING id, updated_at
+              ), recorded AS (
+                  INSERT INTO saga_events (order_id, step, outcome, detail)
+                  SELECT id, $2, $7, $8 FROM updated
+              )
+              SELECT updated_at FROM updated"""
+_ADVANCE_ANNOUNCED = """WITH updated AS (
+                            UPDATE orders SET step = $2, status = $3,
+                                   reason = coalesce($4, reason), lease_owner = $5,
+                                   lease_until = now() + make_interval(secs => $6),
+                                   updated_at = now()
+                            WHERE id = $1 AND status = 'pending' AND lease_owner = $5
+                            RETURNING id, updated_at
+                        ), recorded AS (
+                            INSERT INTO saga_events (order_id, step, outcome, detail)
+                            SELECT id, $2, $7, $8 FROM updated
+                        ), announced AS (
+                            INSERT INTO outbox (id, subject, payload, trace_context)
+                            SELECT $9, $10, $11::jsonb, $12::jsonb FROM updated
+                        )
+                        SELECT updated_at FROM updated"""
 
 
 async def advance(
     db: Database,
-    order_id: UUID,
+    stored: Stored,
     *,
     step: str,
     outcome: str,
@@ -198,72 +264,48 @@ async def advance(
 ) -> bool:
     """Record a step, renewing the lease. False if another process holds the order now.
 
-    A step that announces nothing is one statement (the update and its event
-    in one data-modifying CTE: atomic and durable like the transaction it
-    replaces, one round trip instead of four). Reaching a final state also
-    writes the outbox event, so it takes a transaction.
+    One statement, so atomic and durable when it returns, as the transaction
+    it replaces (``BEGIN``, ``UPDATE``, ``INSERT``, ``COMMIT``): the row moves,
+    its saga event is written and, on reaching a final state, the
+    ``order.<status>`` event goes to the outbox, all or nothing (the event
+    exists iff the change does). On success ``stored`` is what the row now holds.
     """
-    if status not in _ANNOUNCED:
-        moved = await db.fetchval(
-            """WITH updated AS (
-                   UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
-                          lease_owner = $5, lease_until = now() + make_interval(secs => $6),
-                          updated_at = now()
-                   WHERE id = $1 AND status = 'pending' AND lease_owner = $5
-                   RETURNING id
-               ), recorded AS (
-                   INSERT INTO saga_events (order_id, step, outcome, detail)
-                   SELECT id, $2, $7, $8 FROM updated
-               )
-               SELECT count(*) FROM updated""",
-            order_id,
-            step,
-            status,
-            reason,
-            owner,
-            lease_seconds,
-            outcome,
-            detail,
-        )
-        return bool(moved)
-    async with db.transaction() as conn:
-        updated = await conn.fetchrow(
-            """UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
-                      lease_owner = $5, lease_until = now() + make_interval(secs => $6),
-                      updated_at = now()
-               WHERE id = $1 AND status = 'pending' AND lease_owner = $5
-               RETURNING user_id, total_cents, currency, reason""",
-            order_id,
-            step,
-            status,
-            reason,
-            owner,
-            lease_seconds,
-        )
-        if updated is None:
-            return False
-        await conn.execute(
-            "INSERT INTO saga_events (order_id, step, outcome, detail) VALUES ($1, $2, $3, $4)",
-            order_id,
-            step,
-            outcome,
-            detail,
-        )
-        # In this transaction: the event exists iff the change does.
-        await enqueue(
-            conn,
+    order = stored.order
+    args: tuple[Any, ...] = (
+        order.id,
+        step,
+        status,
+        reason,
+        owner,
+        lease_seconds,
+        outcome,
+        detail,
+    )
+    final_reason = reason if reason is not None else order.reason
+    if status in _ANNOUNCED:
+        event = event_row(
             event_type=f"order.{status}",
             source="orders",
             data={
-                "order_id": str(order_id),
-                "user_id": str(updated["user_id"]),
+                "order_id": str(order.id),
+                "user_id": str(stored.user_id),
                 "status": status,
-                "reason": updated["reason"] if status == "cancelled" else None,
-                "total_cents": updated["total_cents"],
-                "currency": updated["currency"],
+                "reason": final_reason if status == "cancelled" else None,
+                "total_cents": order.total_cents,
+                "currency": order.currency,
             },
         )
-    wake_relays()
+        updated_at = await db.fetchval(_ADVANCE_ANNOUNCED, *args, *event)
+    else:
+        updated_at = await db.fetchval(_ADVANCE, *args)
+    if updated_at is None:
+        return False
+    if status in _ANNOUNCED:
+        wake_relays()
+    order.step = step
+    order.status = status  # type: ignore[assignment]  # one of OrderStatus, by the CHECK
+    order.reason = final_reason
+    order.updated_at = updated_at
     return True
 
 
@@ -306,12 +348,8 @@ _ORDER_COLUMNS = (
 )
 
 
-async def load(conn: asyncpg.Connection, order_id: UUID) -> tuple[Order, UUID, str] | None:
-    """(order, its user, its payment method), in one round trip: the items come as arrays.
-
-    The saga reads its order after every step; two statements each time were
-    a quarter of an order's round trips to PostgreSQL.
-    """
+async def load(conn: asyncpg.Connection, order_id: UUID) -> Stored | None:
+    """The order with its user and payment method, in one round trip: the items come as arrays."""
     row = await conn.fetchrow(
         f"""SELECT {_ORDER_COLUMNS}, items.product_ids, items.names, items.quantities, items.prices
             FROM orders,
@@ -335,15 +373,15 @@ async def load(conn: asyncpg.Connection, order_id: UUID) -> tuple[Order, UUID, s
             strict=True,
         )
     ]
-    return _order(row, items), row["user_id"], row["payment_method"]
+    return Stored(_order(row, items), row["user_id"], row["payment_method"])
 
 
 async def get_for_user(db: Database, order_id: UUID, user_id: UUID) -> Order | None:
     async with db.acquire() as conn:
         found = await load(conn, order_id)
-    if found is None or found[1] != user_id:
+    if found is None or found.user_id != user_id:
         return None  # another user's order does not exist, as far as this caller knows
-    return found[0]
+    return found.order
 
 
 async def list_for_user(db: Database, user_id: UUID, *, limit: int, offset: int) -> list[Order]:
