@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
-
+from services.chassis.wire import WireAnswer
 from services.orders import saga
 from services.orders.saga import Outcome, Step
 
@@ -35,8 +34,8 @@ def test_the_machine_at_the_top_of_saga_py_draws_every_step() -> None:
 
 
 def test_classify_names_each_kind_of_answer() -> None:
-    assert saga.classify(httpx.Response(201)) is Outcome.OK
-    assert saga.classify(httpx.Response(409)) is Outcome.REFUSED
-    assert saga.classify(httpx.Response(503)) is Outcome.UNKNOWN
+    assert saga.classify(WireAnswer(201, {}, b"")) is Outcome.OK
+    assert saga.classify(WireAnswer(409, {}, b"")) is Outcome.REFUSED
+    assert saga.classify(WireAnswer(503, {}, b"")) is Outcome.UNKNOWN
     assert saga.classify(None) is Outcome.UNKNOWN
     assert saga.classify(saga.NotSent()) is Outcome.NOT_SENT

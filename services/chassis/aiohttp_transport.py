@@ -21,9 +21,10 @@ not), so the mapping here follows what httpx's own transport raises:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
@@ -88,6 +89,10 @@ class WireResponse:
         self.raw_headers = raw_headers
         self.content = content
         self.reason = reason
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` if it is not), as ``httpx.Response.json``."""
+        return json.loads(self.content)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):

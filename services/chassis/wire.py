@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for the gateway's relay: keep-alive pool, httptools' parser.
+"""A lean HTTP/1.1 client for ``Downstream.relay``: keep-alive pool, httptools' parser.
 
 Why: on the gateway's profile aiohttp's ``ClientSession.request`` was the
 largest single cost of a proxied read once httpx's models were gone (request
@@ -26,9 +26,11 @@ aiohttp_transport.py, so the server never closes one as it is being reused).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 import httptools
 import httpx
@@ -52,6 +54,10 @@ class WireAnswer:
         self.status_code = status_code
         self.headers = headers
         self.content = content
+
+    def json(self) -> Any:
+        """The body as JSON (``ValueError`` if it is not), as ``httpx.Response.json``."""
+        return json.loads(self.content)
 
 
 class _Connection(asyncio.Protocol):

@@ -34,11 +34,15 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-import httpx
 from opentelemetry import trace
 
 from services.chassis import Database, ProblemError
-from services.chassis.http_client import Downstream, DownstreamTimeout, DownstreamUnavailable
+from services.chassis.http_client import (
+    Answer,
+    Downstream,
+    DownstreamTimeout,
+    DownstreamUnavailable,
+)
 from services.chassis.resilience import Deadline, current_deadline, set_deadline
 from services.orders import store
 from services.orders.metrics import (
@@ -110,7 +114,7 @@ class NotSent:
     """Stands for the response of a call that never left (connection refused, breaker open)."""
 
 
-def classify(response: httpx.Response | NotSent | None) -> Outcome:
+def classify(response: Answer | NotSent | None) -> Outcome:
     if isinstance(response, NotSent):
         return Outcome.NOT_SENT
     if response is None or response.status_code >= 500:
@@ -120,8 +124,8 @@ def classify(response: httpx.Response | NotSent | None) -> Outcome:
     return Outcome.REFUSED
 
 
-def _problem_type(response: httpx.Response | NotSent | None) -> str:
-    if not isinstance(response, httpx.Response):
+def _problem_type(response: Answer | NotSent | None) -> str:
+    if response is None or isinstance(response, NotSent):
         return ""
     try:
         return str(response.json().get("type", "")).rsplit("/", 1)[-1]
@@ -167,10 +171,10 @@ class Saga:
     # -- plumbing ------------------------------------------------------------------
     async def _call(
         self, downstream: Downstream, method: str, path: str, template: str, json: Any = None
-    ) -> httpx.Response | NotSent | None:
+    ) -> Answer | NotSent | None:
         """None when the outcome is unknown; NotSent when the call certainly never arrived."""
         try:
-            return await downstream.request(
+            return await downstream.relay(
                 method, path, url_template=template, json=json, idempotent=True
             )
         except (DownstreamUnavailable, DownstreamTimeout) as exc:
@@ -220,7 +224,7 @@ class Saga:
         json: Any = None,
         *,
         compensation: bool = False,
-    ) -> tuple[Outcome, httpx.Response | NotSent | None]:
+    ) -> tuple[Outcome, Answer | NotSent | None]:
         """A step's call in its span: POST, classify the answer, put the outcome on the span."""
         with self._span(name, order_id, compensation=compensation) as span:
             response = await self._call(downstream, "POST", path, template, json)
@@ -339,8 +343,9 @@ class Saga:
         SAGA_STEP_FAILURES.labels("charge_payment").inc()
         if (
             outcome == Outcome.REFUSED
-            and isinstance(response, httpx.Response)
-            and (response.status_code == 402)
+            and not isinstance(response, NotSent)
+            and response is not None
+            and response.status_code == 402
         ):
             detail = _problem_type(response)
             return await self._advance(

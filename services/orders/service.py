@@ -120,7 +120,7 @@ class OrderService:
         lines = merge_lines(data)
 
         async def one(product_id: int, quantity: int) -> store.Priced:
-            r = await self.inventory.request(
+            r = await self.inventory.relay(
                 "GET", f"/products/{product_id}", url_template="/products/{product_id}"
             )
             if r.status_code == 404:
