@@ -135,20 +135,27 @@ class OutboxRelay:
         try:
             while True:
                 self._wake.clear()
+                failed = True
                 try:
                     published = await self.relay_once()
+                    failed = False
                     delay = self.poll_interval
                 except (ConnectionError, TimeoutError, OSError, ProblemError) as exc:
                     OUTBOX_PUBLISH_FAILURES.inc()
                     _log.warning("outbox relay round failed", error=repr(exc), retry_in=delay)
                     published = 0
-                    delay = min(delay * 2, 5.0)
                 except Exception as exc:
                     OUTBOX_PUBLISH_FAILURES.inc()
                     _log.error("outbox relay round failed", exc_info=exc, retry_in=delay)
                     published = 0
-                    delay = min(delay * 2, 5.0)
                 await self._observe_backlog()
+                if failed:
+                    # Backing off: a commit does not cut the wait short (with the
+                    # broker down, every order would otherwise cost a failed round,
+                    # a backlog count and a warning line).
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
                 if published == self.batch_size:
                     continue  # more waiting: no pause
                 with contextlib.suppress(TimeoutError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,10 +13,18 @@ import nats
 import pytest
 
 from services.chassis import Database
-from services.events import SCHEMA_PATH, Bus, OutboxRelay, enqueue, validate_event
+from services.events import (
+    SCHEMA_PATH,
+    Bus,
+    OutboxRelay,
+    enqueue,
+    validate_event,
+    wake_relays,
+)
 from services.events.bus import EVENTS_STREAM
 from services.events.schema import OrderEvent, UserRegistered
 from services.orders.app import MIGRATIONS as ORDERS_MIGRATIONS
+from telemetry import REGISTRY
 from tests.nats_server import NatsServer
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -101,6 +111,38 @@ async def test_rows_stay_unsent_while_nats_is_away(db: Database, nats_server: Na
     with pytest.raises(ConnectionError):
         await OutboxRelay(db, away).relay_once()
     assert await db.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 1
+
+
+def _failed_rounds() -> float:
+    return REGISTRY.get_sample_value("outbox_publish_failures_total") or 0.0
+
+
+async def test_commits_do_not_cut_the_relays_backoff_short_while_nats_is_away(
+    db: Database,
+) -> None:
+    """With the broker down, each committed event wakes the relay; it keeps backing off.
+
+    Before, every wake ran a failed round (a backlog count and a warning line):
+    one per order for as long as NATS was away.
+    """
+    away = Bus("nats://127.0.0.1:1", name="nowhere")  # never connects
+    relay = OutboxRelay(db, away, poll_interval=0.2)
+    rounds = _failed_rounds()
+    task = asyncio.create_task(relay.run_forever())
+    try:
+        for _ in range(40):  # 40 commits over ~0.4 s
+            async with db.transaction() as conn:
+                await enqueue(conn, event_type="order.confirmed", source="orders", data=ORDER_DATA)
+            wake_relays()
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    failed_rounds = _failed_rounds() - rounds
+    # Rounds at 0, 0.2 and 0.6 s (the delay doubles) fit in the ~0.4+ s, not 40.
+    assert 1 <= failed_rounds <= 3, failed_rounds
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 40
 
 
 async def test_outbox_payloads_follow_the_json_schema(db: Database) -> None:
