@@ -70,6 +70,31 @@ def test_reservation_lifecycle_moves_stock_and_is_idempotent(inventory: ServiceP
     assert total(before) == total(mid) == total(after)
 
 
+def test_settled_reservations_are_answered_as_they_are_stored(inventory: ServiceProcess) -> None:
+    """Commit and release build their answer from the stock they moved, not a re-read."""
+    lines = [
+        {"product_id": 31, "quantity": 1},
+        {"product_id": 12, "quantity": 2},
+        {"product_id": 31, "quantity": 1},  # merged with the first line
+    ]
+    with inventory.client() as c:
+        for action, status in (("commit", "committed"), ("release", "released")):
+            order = str(uuid.uuid4())
+            assert (
+                c.post("/reservations", json={"order_id": order, "items": lines}).status_code == 201
+            )
+            settled = c.post(f"/reservations/{order}/{action}")
+            assert settled.status_code == 200, settled.text
+            stored = c.get(f"/reservations/{order}").json()
+            assert settled.json() == stored
+            assert stored["status"] == status
+            assert stored["items"] == [
+                {"product_id": 12, "quantity": 2},
+                {"product_id": 31, "quantity": 2},
+            ]
+            assert c.post(f"/reservations/{order}/{action}").json() == stored  # replayed
+
+
 def test_release_of_unknown_order_blocks_a_late_reserve(inventory: ServiceProcess) -> None:
     order = str(uuid.uuid4())
     with inventory.client() as c:

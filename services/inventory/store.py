@@ -21,6 +21,7 @@ from services.inventory.models import (
     ProductPage,
     Reservation,
     ReservationItem,
+    ReservationStatus,
     Stock,
 )
 
@@ -192,59 +193,68 @@ async def reserve(
 async def release(db: Database, order_id: UUID) -> Reservation:
     """Return reserved stock. Idempotent; an unknown order gets a tombstone."""
     async with db.transaction() as conn:
+        # Waits for a reserve of the same order still in flight, then finds its row.
         await conn.execute(
             "INSERT INTO reservations (order_id, status) VALUES ($1, 'released') "
             "ON CONFLICT (order_id) DO NOTHING",
             order_id,
         )
-        status = await conn.fetchval(
-            "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", order_id
-        )
-        if status == "committed":
+        found = await _settle(conn, order_id, "released", "available")
+        assert found is not None
+        if found.status == "committed":
             raise ReservationConflict(
                 f"The reservation for order {order_id} is committed; it cannot be released.",
-                reservation_status=status,
+                reservation_status=found.status,
             )
-        if status == "reserved":
-            await _move(conn, order_id, "available")
-            await conn.execute(
-                "UPDATE reservations SET status = 'released', updated_at = now() "
-                "WHERE order_id = $1",
-                order_id,
-            )
-        found = await _load(conn, order_id)
-    assert found is not None
     return found
 
 
 async def commit(db: Database, order_id: UUID) -> Reservation:
     """Turn reserved stock into sold stock. Idempotent."""
     async with db.transaction() as conn:
-        status = await conn.fetchval(
-            "SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE", order_id
-        )
-        if status is None:
+        found = await _settle(conn, order_id, "committed", "sold")
+        if found is None:
             raise NotFound(
                 f"No reservation for order {order_id}.", type_slug="reservation-not-found"
             )
-        if status == "released":
+        if found.status == "released":
             raise ReservationConflict(
                 f"The reservation for order {order_id} was released; it cannot be committed.",
-                reservation_status=status,
+                reservation_status=found.status,
             )
-        if status == "reserved":
-            await _move(conn, order_id, "sold")
-            await conn.execute(
-                "UPDATE reservations SET status = 'committed', updated_at = now() "
-                "WHERE order_id = $1",
-                order_id,
-            )
-        found = await _load(conn, order_id)
-    assert found is not None
     return found
 
 
-async def _move(conn: asyncpg.Connection, order_id: UUID, to: str) -> None:
+async def _settle(
+    conn: asyncpg.Connection, order_id: UUID, status: ReservationStatus, to: str
+) -> Reservation | None:
+    """Give a reserved order its final ``status``, its stock moved to ``to``.
+
+    Returns the reservation as it now stands (``None`` if there is none): the
+    settled one, or, when it was not reserved, whatever status it already had
+    (the idempotent replay). The conditional ``UPDATE`` takes the row lock a
+    ``SELECT ... FOR UPDATE`` would, before any stock row, and makes the check
+    and the change one statement; the reservation is then built from what
+    ``_move`` read rather than read back.
+    """
+    while True:
+        settled = await conn.fetchval(
+            "UPDATE reservations SET status = $2, updated_at = now() "
+            "WHERE order_id = $1 AND status = 'reserved' RETURNING true",
+            order_id,
+            status,
+        )
+        if settled:
+            items = await _move(conn, order_id, to)
+            return Reservation(order_id=order_id, status=status, items=items)
+        found = await _load(conn, order_id)
+        if found is None or found.status != "reserved":
+            return found
+        # Reserved by a transaction that committed after the UPDATE looked: the
+        # row is there now, so the next UPDATE settles it (or sees its new state).
+
+
+async def _move(conn: asyncpg.Connection, order_id: UUID, to: str) -> list[ReservationItem]:
     """Move an order's reserved quantities to ``available`` or ``sold``, in lock order."""
     column = {"available": "available", "sold": "sold"}[to]
     rows = await conn.fetch(
@@ -259,3 +269,4 @@ async def _move(conn: asyncpg.Connection, order_id: UUID, to: str) -> None:
             row["product_id"],
             row["quantity"],
         )
+    return [ReservationItem(product_id=r["product_id"], quantity=r["quantity"]) for r in rows]
