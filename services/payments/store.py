@@ -89,7 +89,16 @@ def _declined(payment: Payment) -> PaymentDeclined:
 @contextlib.asynccontextmanager
 async def _order_locked(db: Database, order_id: UUID) -> AsyncIterator[asyncpg.Connection]:
     """A connection holding the order's lock, with no transaction open; the lock is
-    released on the way out, or ends with the session when that fails."""
+    released on the way out, or ends with the session when that fails.
+
+    Lock and unlock stay statements of their own. Folded into the last UPDATE,
+    the unlock would run before that statement commits: a waiting call would
+    read the row as it was (``pending``), ask the processor again and find its
+    own ``UPDATE ... WHERE status = 'pending'`` matching nothing. Folded into
+    the first statement, the lock has no guaranteed place before that
+    statement's read of the row. A transaction-scoped lock would need a
+    transaction open across the processor call.
+    """
     async with db.acquire() as conn:
         try:
             await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", str(order_id))
@@ -153,18 +162,19 @@ async def charge(
 ) -> tuple[Payment, bool]:
     """Charge once per order. Returns (payment, created); a decline raises 402, every time."""
     async with _order_locked(db, req.order_id) as conn:
-        row = await conn.fetchrow("SELECT * FROM payments WHERE order_id = $1", req.order_id)
-        if row is None:
-            row = await conn.fetchrow(
-                """INSERT INTO payments (order_id, amount_cents, currency, status,
-                                        payment_method, processor_key)
-                   VALUES ($1, $2, $3, 'pending', $4, $5) RETURNING *""",
-                req.order_id,
-                req.amount_cents,
-                req.currency,
-                req.payment_method,
-                charge_key(req.order_id),
-            )
+        # A new charge, the common case, is one statement; a replay reads the row
+        # the INSERT found (under the order's lock, as it was when it conflicted).
+        row = await conn.fetchrow(
+            """INSERT INTO payments (order_id, amount_cents, currency, status,
+                                    payment_method, processor_key)
+               VALUES ($1, $2, $3, 'pending', $4, $5)
+               ON CONFLICT (order_id) DO NOTHING RETURNING *""",
+            req.order_id,
+            req.amount_cents,
+            req.currency,
+            req.payment_method,
+            charge_key(req.order_id),
+        ) or await conn.fetchrow("SELECT * FROM payments WHERE order_id = $1", req.order_id)
         existing = _payment(row)
         if existing.status == "voided":
             raise PaymentConflict(f"Order {req.order_id} was cancelled before it was charged.")
