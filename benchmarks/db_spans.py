@@ -4,14 +4,18 @@ One process, one asyncpg connection to an embedded PostgreSQL, spans exported
 over OTLP/HTTP to ``otlp_sink.py`` by the services' own tracer provider
 (``telemetry._tracing``: batch processor, Redline's OTLP encoder). The
 unit of work is a saga step's shape: ``BEGIN``, an ``INSERT``, an ``UPDATE``,
-a ``SELECT``, ``COMMIT``, under a sampled parent span. Three variants take
+a ``SELECT``, ``COMMIT``, under a sampled parent span. Four variants take
 turns in interleaved rounds in the same process:
 
 * untraced: asyncpg as it comes;
 * stock: opentelemetry-instrumentation-asyncpg (what Redline used before:
   a span per statement named by its first word, ``BEGIN;`` and ``COMMIT;``
   included);
-* Redline: ``telemetry._db`` (``{operation} {table}``, no transaction-control spans).
+* Redline, SDK spans: ``telemetry._db`` (``{operation} {table}``, no
+  transaction-control spans) with every span made by the SDK's ``start_span``,
+  as before the lighter spans;
+* Redline: ``telemetry._db`` as the services run it, its spans made as the
+  server spans are (``telemetry/_server_span.py``).
 
 The report gives the process's CPU per transaction (all threads: the
 exporter's too), the spans each made, and the ratios against untraced.
@@ -97,6 +101,10 @@ async def run(dsn: str, rounds: int, n: int) -> dict[str, tuple[list[float], int
         "stock (opentelemetry-instrumentation-asyncpg)": (
             lambda: stock.instrument(tracer_provider=provider),
             lambda: stock.uninstrument(),
+        ),
+        "Redline, SDK spans (sdk_spans=True)": (
+            lambda: _db.instrument_asyncpg(provider, sdk_spans=True),
+            _db.uninstrument_asyncpg,
         ),
         "Redline (telemetry._db)": (
             lambda: _db.instrument_asyncpg(provider),

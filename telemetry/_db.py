@@ -14,7 +14,11 @@ One order used to carry ~70 spans, a third of them ``BEGIN;``/``COMMIT;``.
 opentelemetry-instrumentation-asyncpg names a span by the statement's first
 word only ("SELECT") and spans every ``BEGIN;``; it is not used. The wrapper
 below parses each distinct statement once (the services' SQL is constant
-text), so a statement's name and attributes are one dictionary lookup.
+text), so a statement's name and attributes are one dictionary lookup. The
+span itself is made as the server spans are (``telemetry/_server_span.py``:
+the SDK's decision and ids, a span without its locks and copies) whenever
+that is exactly the SDK's span, and by the SDK's ``start_span`` otherwise;
+tests/test_db_spans.py checks the two export the same spans.
 
 Durations come from asyncpg's own query logger, which times every statement
 on the connection, so the histogram does not depend on the sampling decision.
@@ -29,6 +33,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -53,6 +58,7 @@ _COLLECTION = re.compile(
 _COMMENT = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)
 _NOT_A_TABLE = frozenset({"SELECT", "LATERAL", "ONLY", "SET", "SKIP", "NOWAIT", "OF"})
 _originals: dict[str, Callable[..., Awaitable[Any]]] = {}
+TRACER_NAME = "telemetry.db"
 
 
 class Statement:
@@ -88,13 +94,22 @@ def collection_name(query: str, operation: str) -> str | None:
     return None
 
 
-def instrument_asyncpg(tracer_provider: Any) -> None:
-    """Patch asyncpg's ``Connection`` once per process to emit a CLIENT span per statement."""
+def instrument_asyncpg(tracer_provider: Any, *, sdk_spans: bool = False) -> None:
+    """Patch asyncpg's ``Connection`` once per process to emit a CLIENT span per statement.
+
+    ``sdk_spans``: have the SDK's ``start_span`` make every span, as it did
+    before the lighter spans (benchmarks/db_spans.py and the tests compare).
+    """
     if _originals:
         return
     import asyncpg.connection
 
-    tracer = trace.get_tracer("telemetry.db", tracer_provider=tracer_provider)
+    from telemetry._server_span import ServerSpan, ServerSpans, _root_bound
+
+    tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
+    # The SDK's spans without their costs when that is exactly equivalent.
+    spans = None if sdk_spans else ServerSpans.for_tracer(tracer, TRACER_NAME)
+    get_current_context = otel_context.get_current
     debug = os.environ.get("REDLINE_DB_TRANSACTION_SPANS", "").lower() in {"1", "true", "yes"}
     statements: dict[str, Statement] = {}
     connection_attributes: dict[tuple[Any, Any], dict[str, Any]] = {}
@@ -102,8 +117,6 @@ def instrument_asyncpg(tracer_provider: Any) -> None:
     client = SpanKind.CLIENT
     # With a parent-based sampler (the default delegates), a child of an
     # unsampled span is never sampled: skip making the non-recording span.
-    from telemetry._server_span import _root_bound
-
     parent_decides = _root_bound(getattr(tracer_provider, "sampler", None)) is not None
 
     def attributes_for(conn: Any, statement: Statement) -> dict[str, Any]:
@@ -139,9 +152,16 @@ def instrument_asyncpg(tracer_provider: Any) -> None:
                 parent = get_current_span().get_span_context()
                 if parent.is_valid and not parent.trace_flags.sampled:
                     return await method(self, query, *args, **kwargs)
-            span = tracer.start_span(
-                statement.name, kind=client, attributes=attributes_for(self, statement)
-            )
+            span: trace.Span
+            if spans is not None:
+                current = get_current_context()
+                span = spans.span(statement.name, current, client)
+                if isinstance(span, ServerSpan):
+                    span.start(attributes_for(self, statement), current)
+            else:
+                span = tracer.start_span(
+                    statement.name, kind=client, attributes=attributes_for(self, statement)
+                )
             try:
                 return await method(self, query, *args, **kwargs)
             except BaseException as exc:

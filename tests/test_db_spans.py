@@ -8,13 +8,16 @@ transactions, with the SDK's in-memory exporter.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Iterator
 
 import asyncpg
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
@@ -23,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from services.chassis.db import Database
 from telemetry import _db
 from telemetry._db import Statement
+from telemetry._server_span import ServerSpan
 
 
 @pytest.mark.parametrize(
@@ -249,3 +253,82 @@ def test_transaction_spans_come_back_at_the_debug_setting(
     finally:
         _db.uninstrument_asyncpg()
     assert [s.name for s in exporter.get_finished_spans()] == ["BEGIN", "SELECT", "COMMIT"]
+
+
+def _without_clock(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
+    """The stock OTLP encoding with the clock readings, which two runs cannot share, zeroed."""
+    message = encode_spans(spans)
+    for resource_spans in message.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                span.start_time_unix_nano = span.end_time_unix_nano = 0
+                for event in span.events:
+                    event.time_unix_nano = 0
+    return message
+
+
+def test_the_lighter_spans_are_the_sdks(new_database: Callable[[str], str]) -> None:
+    """From one seed, the SDK's ``start_span`` and ours export the same spans: names, kind,
+    attributes, ids and parents, sampling of roots, error status, the ROLLBACK event."""
+    dsn = new_database("dbequal")
+    sampled_parent = trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(
+                0x0AF7651916CD43DD8448EB211C80319C,
+                0xB7AD6B7169203331,
+                is_remote=True,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            )
+        )
+    )
+
+    async def work(tracer: trace.Tracer) -> None:
+        db = Database(dsn, name="equal", min_size=1, max_size=1)
+        await db.start(wait=True)
+        try:
+            with suppress_instrumentation():
+                await db.execute("DROP TABLE IF EXISTS items")
+                await db.execute("CREATE TABLE items (id int PRIMARY KEY, n int)")
+            random.seed(11)  # from here on, both runs draw the same ids
+            with tracer.start_as_current_span("saga step", context=sampled_parent):
+                async with db.transaction() as conn:
+                    await conn.execute("INSERT INTO items (id, n) VALUES ($1, $2)", 1, 1)
+                    await conn.executemany(
+                        "INSERT INTO items (id, n) VALUES ($1, $2)", [(2, 2), (3, 3)]
+                    )
+                    await conn.fetchrow("SELECT n FROM items WHERE id = $1", 1)
+                with pytest.raises(asyncpg.UniqueViolationError):
+                    async with db.transaction() as conn:
+                        await conn.execute("INSERT INTO items (id, n) VALUES ($1, $2)", 1, 1)
+            for i in range(16):  # roots: the sampler's own decision, half of them
+                await db.fetchval("SELECT n FROM items WHERE id = $1", i)
+        finally:
+            await db.close()
+
+    exported: dict[bool, list[ReadableSpan]] = {}
+    for sdk_spans in (True, False):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.5)))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _db.uninstrument_asyncpg()
+        _db.instrument_asyncpg(provider, sdk_spans=sdk_spans)
+        try:
+            asyncio.run(work(provider.get_tracer("test")))
+        finally:
+            _db.uninstrument_asyncpg()
+        exported[sdk_spans] = list(exporter.get_finished_spans())
+    sdk, ours = exported[True], exported[False]
+    assert not any(isinstance(span, ServerSpan) for span in sdk)
+    assert sum(isinstance(span, ServerSpan) for span in ours) == len(ours) - 1  # all but the step
+    names = [span.name for span in ours]
+    assert names[:5] == [
+        "INSERT items",
+        "INSERT items",
+        "SELECT items",
+        "INSERT items",
+        "saga step",
+    ]
+    assert 0 < len(names[5:]) < 16, "roots: both sampling outcomes"
+    assert ours[3].status.status_code is trace.StatusCode.ERROR
+    assert [event.name for event in ours[4].events] == ["db.transaction.rollback"]
+    assert _without_clock(ours) == _without_clock(sdk)
