@@ -95,6 +95,41 @@ def test_settled_reservations_are_answered_as_they_are_stored(inventory: Service
             assert c.post(f"/reservations/{order}/{action}").json() == stored  # replayed
 
 
+def test_a_commit_racing_a_release_settles_the_reservation_once(inventory: ServiceProcess) -> None:
+    """The status check and change are one conditional UPDATE: whichever comes second sees
+    the first one's outcome, and the stock moves once."""
+    product = 44
+    line = {"product_id": product, "quantity": 1}
+    orders = [str(uuid.uuid4()) for _ in range(4)]
+    with inventory.client() as c:
+        before = c.get(f"/products/{product}/stock").json()
+        for order in orders:
+            body = {"order_id": order, "items": [line]}
+            assert c.post("/reservations", json=body).status_code == 201
+
+        def settle(job: tuple[str, str]) -> tuple[str, int, Any]:
+            order, action = job
+            r = c.post(f"/reservations/{order}/{action}")
+            return action, r.status_code, r.json()
+
+        jobs = [(order, action) for order in orders for action in ("commit", "release")]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            outcomes = list(pool.map(settle, jobs))
+        committed = 0
+        for i, order in enumerate(orders):
+            pair = outcomes[2 * i : 2 * i + 2]
+            assert sorted(code for _, code, _ in pair) == [200, 409], pair
+            action, _, body = next(o for o in pair if o[1] == 200)
+            status = {"commit": "committed", "release": "released"}[action]
+            assert body == {"order_id": order, "status": status, "items": [line]}
+            assert c.get(f"/reservations/{order}").json() == body
+            committed += action == "commit"
+        after = c.get(f"/products/{product}/stock").json()
+    assert after["sold"] == before["sold"] + committed
+    assert after["reserved"] == before["reserved"]
+    assert after["available"] == before["available"] - committed
+
+
 def test_release_of_unknown_order_blocks_a_late_reserve(inventory: ServiceProcess) -> None:
     order = str(uuid.uuid4())
     with inventory.client() as c:
