@@ -14,6 +14,14 @@ import psutil
 # The two samplings the overhead targets are stated for.
 SAMPLED_100 = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
 SAMPLED_10 = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+# Telemetry at the minimum configuration allows: no span recorded (an unsampled
+# parent-based root, no exporter) and no access line. The RED metrics, the
+# request id and the middleware stay: the plugin cannot be configured away.
+TELEMETRY_MINIMUM = {
+    "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+    "OTEL_TRACES_EXPORTER": "none",
+    "REDLINE_LOG_LEVEL": "WARNING",
+}
 
 
 def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import psutil
-from _report import cpu_seconds, otlp_env, wait_http
+from _report import SAMPLED_100, TELEMETRY_MINIMUM, cpu_seconds, otlp_env, wait_http
 
 from tests.conftest import throwaway_postgres
 from tests.harness import Platform, free_port, sign_up
@@ -193,6 +193,13 @@ def main() -> None:
         "--keep-going", action="store_true", help="run every rate, even after one fails"
     )
     parser.add_argument(
+        "--telemetry",
+        choices=("on", "minimum"),
+        default="on",
+        help="on: 100 %% sampled spans exported, access lines; minimum: no span, no access "
+        "line (RED metrics stay)",
+    )
+    parser.add_argument(
         "--py-spy",
         action="append",
         default=[],
@@ -229,8 +236,11 @@ def main() -> None:
                 otlp_endpoint=None,
                 extra_env={
                     name: {
-                        **otlp_env(sink_port),
-                        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+                        **(
+                            {**otlp_env(sink_port), **SAMPLED_100}
+                            if args.telemetry == "on"
+                            else TELEMETRY_MINIMUM
+                        ),
                         **(
                             {
                                 "REDLINE_RATE_LIMIT_USER_PER_SECOND": "100000",
@@ -335,14 +345,19 @@ def main() -> None:
 
     # The baseline, after the platform stopped: a bare request's CPU on this machine now.
     bare_us = bare_request_us()
-    report(steps, args.seconds, bare_us)
+    report(steps, args.seconds, bare_us, args.telemetry)
 
 
-def report(steps: list[Step], seconds: float, bare_us: float) -> None:
+def report(steps: list[Step], seconds: float, bare_us: float, telemetry: str) -> None:
     print()
+    spans = (
+        "100 % sampled spans to an OTLP sink"
+        if telemetry == "on"
+        else "telemetry at its minimum (no span, no access line)"
+    )
     print(
-        f"Open-loop orders through the gateway, {seconds:g} s per rate, 100 % sampled spans "
-        f"to an OTLP sink; a rate holds if p99 ≤ {P99_LIMIT_MS:.0f} ms and errors < "
+        f"Open-loop orders through the gateway, {seconds:g} s per rate, {spans}; "
+        f"a rate holds if p99 ≤ {P99_LIMIT_MS:.0f} ms and errors < "
         f"{ERROR_LIMIT:.1%}"
     )
     print()

@@ -1,10 +1,12 @@
 """Telemetry on a real route: the catalog read with telemetry fully on vs at its minimum, one run.
 
-Starts PostgreSQL and two inventory processes on the same database, one
+Starts PostgreSQL and three inventory processes on the same database, one
 uvicorn worker each:
 
 * on: every request sampled (``parentbased_always_on``), spans over OTLP/HTTP
   to ``otlp_sink.py``, a DB span per statement, RED metrics, the JSON access line;
+* on, SDK processor: the same with the SDK's ``BatchSpanProcessor``
+  (``REDLINE_SPAN_PROCESSOR=sdk``) instead of telemetry/_span_batches.py;
 * minimum: ``parentbased_always_off`` and no exporter (no span is recorded,
   neither the server's nor the database's), log level WARNING (no access
   line). The RED metrics, the request id and the middleware itself stay: the
@@ -13,7 +15,7 @@ uvicorn worker each:
 
 Rounds interleave ``wrk`` against ``GET /products/{id}`` of each; the report
 gives requests/s and the process's CPU per request, medians, and the ratios
-of on over minimum.
+of each over minimum.
 
     .venv/bin/python benchmarks/telemetry_routes.py [--rounds 5] [--duration 6]
 """
@@ -28,18 +30,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _report import SAMPLED_100, cpu_seconds, otlp_env, wait_http
+from _report import SAMPLED_100, TELEMETRY_MINIMUM, cpu_seconds, otlp_env, wait_http
 from instrumentation_overhead import run_wrk
 
 from tests.conftest import throwaway_postgres
 from tests.harness import ADMIN_TOKEN, ServiceProcess, free_port
 
 HERE = Path(__file__).resolve().parent
-MINIMUM = {
-    "OTEL_TRACES_SAMPLER": "parentbased_always_off",
-    "OTEL_TRACES_EXPORTER": "none",
-    "REDLINE_LOG_LEVEL": "WARNING",
-}
 
 
 def main() -> None:
@@ -55,8 +52,18 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     logs = Path(tempfile.mkdtemp(prefix="redline-routes-"))
-    rps: dict[str, list[float]] = {"minimum": [], "on": []}
-    cpu: dict[str, list[float]] = {"minimum": [], "on": []}
+    variants = {
+        "minimum": TELEMETRY_MINIMUM,
+        "on": {**otlp_env(sink_port), **SAMPLED_100},
+        # The same, with the SDK's BatchSpanProcessor (its thread encodes the spans).
+        "on, SDK processor": {
+            **otlp_env(sink_port),
+            **SAMPLED_100,
+            "REDLINE_SPAN_PROCESSOR": "sdk",
+        },
+    }
+    rps: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
     try:
         with throwaway_postgres() as pg:
             from services.chassis.db import ensure_database
@@ -75,10 +82,7 @@ def main() -> None:
                     },
                     log_path=logs / f"inventory-{name}.log",
                 )
-                for name, env in (
-                    ("minimum", MINIMUM),
-                    ("on", {**otlp_env(sink_port), **SAMPLED_100}),
-                )
+                for name, env in variants.items()
             }
             try:
                 for svc in services.values():
@@ -97,7 +101,7 @@ def main() -> None:
                         cpu[name].append((cpu_seconds(svc.proc.pid) - before) / n * 1e6)
                         rps[name].append(per_second)
                         print(
-                            f"round {r + 1}/{args.rounds} {name:<8} {per_second:7.0f} rps "
+                            f"round {r + 1}/{args.rounds} {name:<17} {per_second:7.0f} rps "
                             f"{cpu[name][-1]:6.0f} µs CPU/request",
                             flush=True,
                         )
@@ -117,7 +121,7 @@ def main() -> None:
     print()
     print("| telemetry | requests/s | ratio | CPU µs/request | CPU ratio |")
     print("|---|---:|---:|---:|---:|")
-    for name in ("minimum", "on"):
+    for name in variants:
         per_second, c = statistics.median(rps[name]), statistics.median(cpu[name])
         print(
             f"| {name} | {per_second:,.0f} | {per_second / base_rps:.2f}× | {c:.0f} | "

@@ -353,9 +353,15 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             _logger.error("failed to encode %d spans: %s", len(spans), exc)
             SPANS_EXPORTED.labels(type(exc).__name__).inc(len(spans))
             return SpanExportResult.FAILURE
+        return self.export_encoded(data, len(spans))
+
+    def export_encoded(self, data: bytes, count: int) -> SpanExportResult:
+        """Send ``count`` spans already encoded as an ``ExportTraceServiceRequest``."""
+        if self._shutdown:
+            return SpanExportResult.FAILURE
         result = self._client.export(data)
         if result.success:
-            SPANS_EXPORTED.labels("").inc(len(spans))
+            SPANS_EXPORTED.labels("").inc(count)
             return SpanExportResult.SUCCESS
         error = result.error
         error_type = (
@@ -365,5 +371,5 @@ class FastOTLPSpanExporter(OTLPSpanExporter):
             if error is not None
             else "unknown"
         )
-        SPANS_EXPORTED.labels(error_type).inc(len(spans))
+        SPANS_EXPORTED.labels(error_type).inc(count)
         return SpanExportResult.FAILURE

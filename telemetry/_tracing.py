@@ -95,6 +95,21 @@ def build_exporter(env: Mapping[str, str]) -> SpanExporter | None:
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected http/protobuf or grpc")
 
 
+def build_processor(exporter: SpanExporter, env: Mapping[str, str]) -> SpanProcessor:
+    """Our OTLP/HTTP exporter's spans are encoded where they end (telemetry/_span_batches.py);
+    any other exporter, or ``REDLINE_SPAN_PROCESSOR=sdk``, gets the SDK's batch processor."""
+    from telemetry._otlp import FastOTLPSpanExporter
+
+    choice = env.get("REDLINE_SPAN_PROCESSOR", "encoding").strip().lower()
+    if choice not in ("encoding", "sdk"):
+        raise ConfigError(f"REDLINE_SPAN_PROCESSOR={choice!r}: expected encoding or sdk")
+    if isinstance(exporter, FastOTLPSpanExporter) and choice == "encoding":
+        from telemetry._span_batches import EncodingSpanProcessor
+
+        return EncodingSpanProcessor.from_env(exporter, env)
+    return BatchSpanProcessor(exporter)
+
+
 def configure_tracing(
     settings: TracingSettings,
     env: Mapping[str, str] | None = None,
@@ -110,7 +125,7 @@ def configure_tracing(
     if not disabled:
         exporter = build_exporter(env)
         if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+            provider.add_span_processor(build_processor(exporter, env))
     for processor in extra_processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
