@@ -38,14 +38,15 @@ _logger = logging.getLogger(__name__)
 # Spans per chunk encoded in the ending thread: ~0.5 ms of encoding at a time.
 CHUNK = 64
 
-# The semantic-convention SDK metric otel.sdk.processor.span.processed, for the
-# spans this processor could not take.
+# The semantic-convention SDK metric otel.sdk.processor.span.processed: spans
+# handed to the exporter (error_type "") or dropped (queue_full).
 SPANS_PROCESSED = Counter(
     "otel_sdk_processor_span_processed",
-    "Spans the batch processor handled, by error type (queue_full: dropped).",
+    "Spans the batch processor is done with, by error type (queue_full: dropped).",
     ["error_type"],
     registry=REGISTRY,
 )
+SPANS_PROCESSED.labels("")  # the series exists (at 0) before the first batch
 
 # The SDK's defaults for the OTEL_BSP_* variables.
 _DEFAULTS = {
@@ -188,6 +189,7 @@ class EncodingSpanProcessor(SpanProcessor):
                 self._queued -= count
             if not parts:
                 return
+            SPANS_PROCESSED.labels("").inc(count)
             self._exporter.export_encoded(b"".join(parts), count)
 
     def _run(self) -> None:

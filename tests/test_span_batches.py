@@ -63,9 +63,16 @@ def test_the_spans_received_are_the_ones_the_sdks_processor_sends(receiver: Otlp
         _exporter(receiver.port), schedule_delay_millis=600_000, max_export_batch_size=128
     )
     sdk = BatchSpanProcessor(_exporter(receiver.port), schedule_delay_millis=600_000)
+    handed = REGISTRY.get_sample_value(
+        "otel_sdk_processor_span_processed_total", {"error_type": ""}
+    )
     _end_spans(_provider("ours", ours), "s", 75)
     ours.shutdown()
     assert receiver.requests == 2  # 64 + 64 spans, then the last 22
+    assert (
+        REGISTRY.get_sample_value("otel_sdk_processor_span_processed_total", {"error_type": ""})
+        == (handed or 0) + 150
+    )
     _end_spans(_provider("sdk", sdk), "s", 75)
     sdk.shutdown()  # type: ignore[no-untyped-call]
     received = _shape(receiver, "ours")
