@@ -19,6 +19,7 @@ import pytest
 
 from redline.console import alerts as console_alerts
 from redline.console._sources import Alertmanager, Prometheus
+from redline.console.top import SETTLE_SECONDS
 from tests.harness import ADMIN_HEADERS, ROOT, Stack, sign_up, traceparent, wait_until
 
 pytestmark = pytest.mark.slow
@@ -86,7 +87,9 @@ def test_top_once_prints_the_numbers_prometheus_gives_for_the_same_instant(stack
     def traffic_seen() -> bool:
         # A series' first sample already counts its first requests: keep the rate moving.
         httpx.get(f"{stack.gateway}/api/v1/products", params={"limit": 1}, timeout=5)
-        return any(v > 0 for v in query_at(stack, gateway_rate, time.time()).values())
+        # As of the instant top shows (settled, a second ago), not of now.
+        settled = time.time() - SETTLE_SECONDS
+        return any(v > 0 for v in query_at(stack, gateway_rate, settled).values())
 
     wait_until(traffic_seen, timeout=30, interval=0.25, message="no gateway request rate")
     run = redline(stack, "top", "--once", "--json")

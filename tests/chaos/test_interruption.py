@@ -76,7 +76,13 @@ class ChaosRun:
 
     def interrupt(self, signum: int, timeout: float = 60) -> int:
         self.proc.send_signal(signum)
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"chaos run still running {timeout:g} s after signal {signum}:\n"
+                + "\n".join(self.lines[-30:])
+            ) from None
         self._reader.join(timeout=5)
         return code
 
