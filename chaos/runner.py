@@ -311,7 +311,12 @@ class Run:
 
 @contextlib.contextmanager
 def _signals(run: Run) -> Iterator[Callable[[], None]]:
-    """SIGTERM interrupts like SIGINT; ``shield()`` then holds both back (for rollbacks)."""
+    """SIGINT and SIGTERM interrupt; ``shield()`` then holds both back (for rollbacks).
+
+    SIGINT gets a handler of its own too: a run started as a background job of
+    a shell script inherits SIGINT ignored, and Python then never raises
+    ``KeyboardInterrupt``; a ``kill -INT`` must still roll the faults back.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
@@ -327,6 +332,7 @@ def _signals(run: Run) -> Iterator[Callable[[], None]]:
         signal.signal(signal.SIGINT, held)
         signal.signal(signal.SIGTERM, held)
 
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
         yield shield

@@ -32,6 +32,10 @@ EXPERIMENTS = Path(__file__).parent / "experiments"
 pytestmark = pytest.mark.slow
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ChaosRun:
     """`python -m chaos run FILE` in the background, its output collected line by line."""
 
@@ -57,6 +61,9 @@ class ChaosRun:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # As a background job of a shell script starts it: SIGINT ignored,
+            # so Python installs no KeyboardInterrupt of its own.
+            preexec_fn=_ignore_sigint,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
