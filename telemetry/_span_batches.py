@@ -87,6 +87,9 @@ class EncodingSpanProcessor(SpanProcessor):
         self._batch = min(max_export_batch_size, max_queue_size)
         self._chunk = min(CHUNK, self._batch)
         self._start()
+        if hasattr(os, "register_at_fork"):
+            # A forked child has the lock and queue but not the thread.
+            os.register_at_fork(after_in_child=self._after_fork)
 
     @classmethod
     def from_env(
@@ -111,9 +114,6 @@ class EncodingSpanProcessor(SpanProcessor):
         self._thread = threading.Thread(target=self._run, name="OtelSpanSender", daemon=True)
         self._thread.start()
         self._pid = os.getpid()
-        if hasattr(os, "register_at_fork"):
-            # A forked child has the lock and queue but not the thread.
-            os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         if self._pid != os.getpid() and not self._shutdown:
