@@ -91,7 +91,7 @@ def test_an_expired_key_is_claimed_anew(orders_dsn: str) -> None:
     async def work(db: Database) -> tuple[store.KeyClaim, store.KeyClaim]:
         first = await store.claim_key(db, user_id, key, "digest-one", lease_seconds=60)
         await db.execute(
-            "UPDATE idempotency_keys SET response_status = 201, response_body = '{}'::jsonb, "
+            "UPDATE idempotency_keys SET order_id = gen_random_uuid(), "
             "expires_at = now() - interval '1 second' WHERE user_id = $1 AND key = $2",
             user_id,
             key,

@@ -152,6 +152,8 @@ def test_same_idempotency_key_sequential_and_concurrent_gives_one_order_one_char
     replay = order(platform, user, items, key=key)
     assert replay.status_code == 201
     assert replay.headers["idempotent-replayed"] == "true"
+    first = next(r for r in results if r.status_code == 201)
+    assert replay.json() == first.json()  # the replay is the first answer, field for field
     order_ids = {r.json()["id"] for r in results if r.status_code == 201} | {replay.json()["id"]}
     assert len(order_ids) == 1
     listing = httpx.get(
@@ -176,7 +178,8 @@ def test_missing_idempotency_key_is_400(platform: Platform, user: User) -> None:
 
 def test_declined_payment_is_402_and_releases_the_stock(platform: Platform, user: User) -> None:
     before = stock(platform, 14)
-    r = order(platform, user, [{"product_id": 14, "quantity": 3}], method="pm_card_chargeDeclined")
+    declined = "pm_card_chargeDeclined"
+    r = order(platform, user, [{"product_id": 14, "quantity": 3}], method=declined)
     assert r.status_code == 402
     assert r.json()["reason"] == "payment_declined"
     # Like every other problem, the saga's carries the ids that find it in logs and traces.
@@ -184,6 +187,18 @@ def test_declined_payment_is_402_and_releases_the_stock(platform: Platform, user
     assert len(r.json()["trace_id"]) == 32
     after = stock(platform, 14)
     assert after == before
+    # Retried with its key, the cancelled order answers as it did, with this request's ids.
+    key = str(uuid.uuid4())
+    first = order(platform, user, [{"product_id": 14, "quantity": 1}], key=key, method=declined)
+    replay = order(platform, user, [{"product_id": 14, "quantity": 1}], key=key, method=declined)
+    assert (replay.status_code, replay.headers["idempotent-replayed"]) == (402, "true")
+    ids = ("request_id", "trace_id")
+    assert {k: v for k, v in replay.json().items() if k not in ids} == {
+        k: v for k, v in first.json().items() if k not in ids
+    }
+    assert (
+        replay.json()["request_id"] == replay.headers["x-request-id"] != first.json()["request_id"]
+    )
 
 
 def test_lost_payment_response_does_not_charge_twice(platform: Platform, user: User) -> None:

@@ -12,6 +12,9 @@ announces, so a crash leaves a step that says what may have happened)::
        ▼                                               compensating_release ...
     cancelled
 
+A successful reservation records ``reserved`` and ``charging`` in one write
+(``reserved`` stays a step: orders written before that may still be at it).
+
 * A definite refusal (409 out of stock, 402 declined) compensates what was
   done; an *unknown* outcome (timeout, 5xx, breaker open) compensates as if
   the call had succeeded, because every downstream operation is idempotent and
@@ -183,19 +186,33 @@ class Saga:
             )
             return None if exc.maybe_delivered else NotSent()
 
-    async def _advance(self, stored: store.Stored, step: str, outcome: str, **kw: Any) -> bool:
-        """Record a step (``stored`` follows it); ``_LeaseLost`` if another process has it."""
+    async def _advance(
+        self,
+        stored: store.Stored,
+        step: str,
+        outcome: str,
+        *,
+        through: str | None = None,
+        **kw: Any,
+    ) -> bool:
+        """Record a step (``stored`` follows it); ``_LeaseLost`` if another process has it.
+
+        ``through``: a step passed on the way, recorded as done in the same write.
+        """
         if not await store.advance(
             self.db,
             stored,
             step=step,
             outcome=outcome,
+            through=through,
             owner=self.owner,
             lease_seconds=self.lease_seconds,
             **kw,
         ):
             _log.warning("saga lost its lease", order_id=str(stored.order.id), step=step)
             raise _LeaseLost
+        if through is not None:
+            await self.pauses.checkpoint(stored.order.id, through)
         await self.pauses.checkpoint(stored.order.id, step)
         return True
 
@@ -309,7 +326,12 @@ class Saga:
             "reserve_inventory", order.id, self.inventory, "/reservations", "/reservations", body
         )
         if outcome == Outcome.OK:
-            return await self._advance(stored, Step.RESERVED, Outcome.OK)
+            # Reserved, and charging next: one write for both. A crash before
+            # the charge leaves "charging", from which recovery refunds a charge
+            # that may never have been made (a tombstone) and releases: the
+            # outcome "reserved" would have led to, one refund call dearer, for
+            # one round trip less on every order.
+            return await self._advance(stored, Step.CHARGING, "started", through=Step.RESERVED)
         SAGA_STEP_FAILURES.labels("reserve_inventory").inc()
         if outcome == Outcome.NOT_SENT:
             # Nothing reached inventory, nothing can arrive late: nothing to undo.

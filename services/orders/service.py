@@ -142,7 +142,7 @@ class OrderService:
     async def run(
         self, order_id: UUID, *, recovering: bool = False, stored: store.Stored | None = None
     ) -> Order:
-        """Drive the saga and record the response its idempotency key replays."""
+        """Drive the saga; once final, the order is what its idempotency key replays."""
         ORDERS_IN_FLIGHT.inc()
         try:
             order = await self.saga.drive(order_id, recovering=recovering, stored=stored)
@@ -151,9 +151,6 @@ class OrderService:
             trace.get_current_span().set_attributes(
                 {"order.id": str(order_id), "order.status": order.status}
             )
-            status, body = response_for(order)
-            if order.status != "pending":
-                await store.store_response(self.db, order_id, status, body)
             return order
         finally:
             ORDERS_IN_FLIGHT.dec()
@@ -174,7 +171,9 @@ class OrderService:
         if claim.state is store.KeyState.IN_PROGRESS:
             raise _in_progress(claim.order_id)
         if claim.state is store.KeyState.REPLAY:
-            return int(claim.status or 200), claim.body, True
+            assert claim.order is not None
+            status, body = response_for(claim.order)
+            return status, body, True
         order_id = uuid.uuid4()
         try:
             priced = await self.price(data)

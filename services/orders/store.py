@@ -54,8 +54,8 @@ class KeyState(StrEnum):
 class KeyClaim:
     state: KeyState
     order_id: UUID | None = None
-    status: int | None = None
-    body: Any = None
+    # REPLAY only: the order, in the final state whose response the key replays.
+    order: Order | None = None
     # NEW only: what proves the claim is still this request's (create_order, release_key).
     token: UUID | None = None
 
@@ -76,7 +76,7 @@ _CLAIM = """INSERT INTO idempotency_keys
                 SET request_hash = EXCLUDED.request_hash,
                     claim_token = EXCLUDED.claim_token,
                     claimed_until = EXCLUDED.claimed_until,
-                    order_id = NULL, response_status = NULL, response_body = NULL,
+                    order_id = NULL,
                     created_at = DEFAULT, expires_at = DEFAULT
                 WHERE idempotency_keys.expires_at <= now()
                    OR (idempotency_keys.order_id IS NULL
@@ -87,7 +87,8 @@ _CLAIM = """INSERT INTO idempotency_keys
 async def claim_key(
     db: Database, user_id: UUID, key: str, digest: str, *, lease_seconds: float
 ) -> KeyClaim:
-    """Claim the key for this request, or say who has it and what it answered.
+    """Claim the key for this request, or say who has it and, once its order is
+    final, that order (its response is the replay).
 
     A key is claimed anew when it expired (``expires_at``, 24 hours) or when its
     claimant created no order within its lease (it died, or failed and could not
@@ -104,20 +105,22 @@ async def claim_key(
         if claimed:
             return KeyClaim(KeyState.NEW, token=token)
         row = await conn.fetchrow(
-            "SELECT request_hash, order_id, response_status, response_body "
-            "FROM idempotency_keys WHERE user_id = $1 AND key = $2",
+            "SELECT request_hash, order_id FROM idempotency_keys WHERE user_id = $1 AND key = $2",
             user_id,
             key,
+        )
+        found = (
+            await load(conn, row["order_id"])
+            if row is not None and row["order_id"] is not None and row["request_hash"] == digest
+            else None
         )
     if row is None:  # purged between the two statements: try again
         return await claim_key(db, user_id, key, digest, lease_seconds=lease_seconds)
     if row["request_hash"] != digest:
         return KeyClaim(KeyState.MISMATCH, row["order_id"])
-    if row["response_status"] is None:
+    if found is None or found.order.status == "pending":
         return KeyClaim(KeyState.IN_PROGRESS, row["order_id"])
-    return KeyClaim(
-        KeyState.REPLAY, row["order_id"], row["response_status"], json.loads(row["response_body"])
-    )
+    return KeyClaim(KeyState.REPLAY, row["order_id"], found.order)
 
 
 async def release_key(db: Database, user_id: UUID, key: str, token: UUID | None) -> None:
@@ -221,7 +224,8 @@ async def create_order(
 
 
 # A step: the order's row (only while this process holds its lease) and the
-# step's event, in one statement; with a final state, its outbox event too.
+# step's event, after the event of the step it passed through ($9, if any), in
+# one statement; with a final state, its outbox event too.
 _STEP = """WITH updated AS (
                UPDATE orders SET step = $2, status = $3, reason = coalesce($4, reason),
                       lease_owner = $5, lease_until = now() + make_interval(secs => $6),
@@ -230,14 +234,19 @@ _STEP = """WITH updated AS (
                RETURNING id, updated_at
            ), recorded AS (
                INSERT INTO saga_events (order_id, step, outcome, detail)
-               SELECT id, $2, $7, $8 FROM updated
+               SELECT id, event.step, event.outcome, event.detail
+               FROM updated,
+                    (VALUES (1, $9::text, 'ok', NULL), (2, $2, $7, $8))
+                        AS event (n, step, outcome, detail)
+               WHERE event.step IS NOT NULL
+               ORDER BY event.n
            )"""
 _ADVANCE = _STEP + " SELECT updated_at FROM updated"  # noqa: S608 - constant text
 _ADVANCE_ANNOUNCED = (
     _STEP  # noqa: S608 - constant text
     + """, announced AS (
                INSERT INTO outbox (id, subject, payload, trace_context)
-               SELECT $9, $10, $11::jsonb, $12::jsonb FROM updated
+               SELECT $10, $11, $12::jsonb, $13::jsonb FROM updated
            )
            SELECT updated_at FROM updated"""
 )
@@ -252,10 +261,13 @@ async def advance(
     status: str = "pending",
     reason: str | None = None,
     detail: str | None = None,
+    through: str | None = None,
     owner: str,
     lease_seconds: float,
 ) -> bool:
     """Record a step, renewing the lease. False if another process holds the order now.
+
+    ``through``: a step passed on the way (recorded as done, ``ok``, just before this one).
 
     One statement, so atomic and durable when it returns, as the transaction
     it replaces (``BEGIN``, ``UPDATE``, ``INSERT``, ``COMMIT``): the row moves,
@@ -273,6 +285,7 @@ async def advance(
         lease_seconds,
         outcome,
         detail,
+        through,
     )
     final_reason = reason if reason is not None else order.reason
     if status in _ANNOUNCED:
@@ -300,17 +313,6 @@ async def advance(
     order.reason = final_reason
     order.updated_at = updated_at
     return True
-
-
-async def store_response(db: Database, order_id: UUID, status: int, body: Any) -> None:
-    """The response every retry with this order's key replays from now on."""
-    await db.execute(
-        "UPDATE idempotency_keys SET response_status = $2, response_body = $3::jsonb "
-        "WHERE order_id = $1",
-        order_id,
-        status,
-        json.dumps(body, default=str),
-    )
 
 
 def _order(row: Any, items: list[Any]) -> Order:
