@@ -104,6 +104,14 @@ def test_full_journey_is_one_trace_across_all_five_services(
         s.service_name == "orders" and s.kind == "CLIENT" and s.attributes.get("db.system.name")
         for s in otlp.trace(trace_id)
     )
+    # Payments' order lock shows (its wait is worth seeing), its unlock does not.
+    locks = [
+        str(s.attributes.get("db.query.text", ""))
+        for s in otlp.trace(trace_id)
+        if s.service_name == "payments" and "pg_advisory" in str(s.attributes.get("db.query.text"))
+    ]
+    assert len(locks) == 1, locks
+    assert "pg_advisory_lock(" in locks[0]
     # Accounts was in the journey too, in its own traces (sign-up, sign-in, profile).
     assert otlp.wait_for(lambda s: s.service_name == "accounts" and s.name == "POST /tokens")
 

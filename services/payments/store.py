@@ -20,6 +20,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import Counter, Histogram
 
 from services.chassis import Database, ProblemError
@@ -109,9 +110,12 @@ async def _order_locked(db: Database, order_id: UUID) -> AsyncIterator[asyncpg.C
             yield conn
         finally:
             try:
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", str(order_id)
-                )
+                # No span: the unlock never waits, and one per charge is noise in
+                # Jaeger (the lock's span stays: its wait is the story).
+                with suppress_instrumentation():
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended($1, 0))", str(order_id)
+                    )
             except BaseException:
                 conn.terminate()
                 raise
