@@ -2,7 +2,9 @@
 
 Spans: one CLIENT span per statement, named and attributed by the stable
 database semantic conventions: ``{db.operation.name} {db.collection.name}``
-("SELECT products", "INSERT orders"), with ``db.system.name``,
+("SELECT products", "INSERT orders"), or ``{db.operation.name}
+{db.stored_procedure.name}`` for a function read from as a table ("SELECT
+reserve_stock"), with ``db.system.name``,
 ``db.namespace``, ``db.operation.name``, ``db.collection.name``,
 ``db.query.text`` (the statement as written: parameters travel separately as
 ``$n`` and are never recorded) and ``server.address``/``server.port``.
@@ -52,8 +54,12 @@ TRANSACTION_CONTROL = frozenset(
 # or JOIN unless it is a function call (``extract(epoch FROM min(created_at))``).
 _NAME = r'(?:"[^"]+"|[A-Za-z_][\w$]*)(?:\.(?:"[^"]+"|[A-Za-z_][\w$]*))*'
 _COLLECTION = re.compile(
-    rf"\b(?:INTO|UPDATE|TABLE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_NAME})|\b(?:FROM|JOIN)\s+({_NAME})(?![\w$]|\s*\()",
+    rf"\b(?:INTO|UPDATE|TABLE)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_NAME})|\b(?:FROM|JOIN)\s+({_NAME})(?![\w$.]|\s*\()",
     re.IGNORECASE,
+)
+# A function read from as a table, with no parenthesis before it, or a CALL.
+_PROCEDURE = re.compile(
+    rf"SELECT\s[^()]*?\bFROM\s+({_NAME})\s*\(|CALL\s+({_NAME})\s*\(", re.IGNORECASE
 )
 _COMMENT = re.compile(r"^\s*/\*.*?\*/", re.DOTALL)
 _NOT_A_TABLE = frozenset({"SELECT", "LATERAL", "ONLY", "SET", "SKIP", "NOWAIT", "OF"})
@@ -71,7 +77,9 @@ class Statement:
         self.operation = operation_name(text)
         self.control = self.operation in TRANSACTION_CONTROL
         collection = None if self.control else collection_name(text, self.operation)
-        self.name = f"{self.operation} {collection}" if collection else self.operation
+        procedure = None if self.control or collection else stored_procedure_name(text)
+        target = collection or procedure
+        self.name = f"{self.operation} {target}" if target else self.operation
         self.attributes: dict[str, str] = {
             "db.system.name": "postgresql",
             "db.operation.name": self.operation,
@@ -79,6 +87,8 @@ class Statement:
         }
         if collection:
             self.attributes["db.collection.name"] = collection
+        if procedure:
+            self.attributes["db.stored_procedure.name"] = procedure
 
 
 def collection_name(query: str, operation: str) -> str | None:
@@ -92,6 +102,20 @@ def collection_name(query: str, operation: str) -> str | None:
         if name.upper() not in _NOT_A_TABLE:
             return name
     return None
+
+
+def stored_procedure_name(query: str) -> str | None:
+    """The function a statement calls and reads nothing else from, as written.
+
+    ``SELECT status FROM reserve_stock($1, $2)`` reads the row a function
+    returns as another statement reads a table's, so the function is the
+    span's target, as ``db.stored_procedure.name`` (``CALL`` likewise). A
+    function inside an expression (``SELECT pg_advisory_lock($1)``,
+    ``SELECT extract(epoch FROM now())``) is not a target: the span stays
+    ``SELECT``.
+    """
+    match = _PROCEDURE.match(query)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def instrument_asyncpg(tracer_provider: Any, *, sdk_spans: bool = False) -> None:

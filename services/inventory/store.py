@@ -9,6 +9,7 @@ constraints keep every column non-negative even if a bug slipped through.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -21,7 +22,6 @@ from services.inventory.models import (
     ProductPage,
     Reservation,
     ReservationItem,
-    ReservationStatus,
     Stock,
 )
 
@@ -136,137 +136,99 @@ async def get_reservation(db: Database, order_id: UUID) -> Reservation:
     return found
 
 
+# Reserve, commit and release are one statement each: PL/pgSQL functions
+# (migrations/0003_reservation_functions.sql), so one round trip each and
+# atomic without BEGIN/COMMIT. How each guarantee above holds inside them is
+# written there. Each call is a span "SELECT reserve_stock" and so on.
+_RESERVE = (
+    "SELECT status, created, product_ids, quantities FROM reserve_stock($1, $2, $3)"
+)
+_COMMIT = "SELECT status, product_ids, quantities FROM commit_reservation($1)"
+_RELEASE = "SELECT status, product_ids, quantities FROM release_reservation($1)"
+# The functions' business failures: SQLSTATEs of Redline's own class "RL".
+_OUT_OF_STOCK = "RLI01"
+_PRODUCT_NOT_FOUND = "RLI02"
+
+
+def _stored(order_id: UUID, row: asyncpg.Record) -> Reservation:
+    """A reservation as a function returned it (its items in product-id order)."""
+    items = [
+        ReservationItem(product_id=p, quantity=q)
+        for p, q in zip(row["product_ids"] or (), row["quantities"] or (), strict=True)
+    ]
+    return Reservation(order_id=order_id, status=row["status"], items=items)
+
+
+def _refused(exc: asyncpg.PostgresError) -> ProblemError | None:
+    """The problem a function's RAISE stands for; ``None`` for any other error."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate not in (_OUT_OF_STOCK, _PRODUCT_NOT_FOUND):
+        return None
+    facts = json.loads(getattr(exc, "detail", None) or "{}")
+    product_id = facts["product_id"]
+    if sqlstate == _PRODUCT_NOT_FOUND:
+        return ProblemError(
+            f"Product {product_id} does not exist.",
+            status=422,
+            type_slug="product-not-found",
+            product_id=product_id,
+        )
+    available, requested = facts["available"], facts["requested"]
+    return OutOfStock(
+        f"Only {available} of product {product_id} left; {requested} requested.",
+        product_id=product_id,
+        available=available,
+        requested=requested,
+    )
+
+
 async def reserve(
     db: Database, order_id: UUID, items: list[ReservationItem]
 ) -> tuple[Reservation, bool]:
     """Reserve all lines or none. Returns (reservation, created)."""
     lines = _merge(items)
-    async with db.transaction() as conn:
-        # The primary key serialises two calls for the same order: the second
-        # waits here, then sees the first one's outcome.
-        inserted = await conn.fetchval(
-            "INSERT INTO reservations (order_id, status) VALUES ($1, 'reserved') "
-            "ON CONFLICT (order_id) DO NOTHING RETURNING true",
-            order_id,
+    try:
+        row = await db.fetchrow(
+            _RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines]
         )
-        if not inserted:
-            existing = await _load(conn, order_id)
-            assert existing is not None
-            if existing.status == "released":
-                raise ReservationConflict(
-                    f"The reservation for order {order_id} was already released.",
-                    reservation_status=existing.status,
-                )
-            return existing, False
-        for product_id, quantity in lines:
-            left = await conn.fetchval(
-                "UPDATE stock SET available = available - $2, reserved = reserved + $2 "
-                "WHERE product_id = $1 AND available >= $2 RETURNING available",
-                product_id,
-                quantity,
-            )
-            if left is None:
-                available = await conn.fetchval(
-                    "SELECT available FROM stock WHERE product_id = $1", product_id
-                )
-                if available is None:
-                    raise ProblemError(
-                        f"Product {product_id} does not exist.",
-                        status=422,
-                        type_slug="product-not-found",
-                        product_id=product_id,
-                    )
-                raise OutOfStock(
-                    f"Only {available} of product {product_id} left; {quantity} requested.",
-                    product_id=product_id,
-                    available=available,
-                    requested=quantity,
-                )
-        await conn.executemany(
-            "INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-            [(order_id, pid, qty) for pid, qty in lines],
+    except asyncpg.PostgresError as exc:
+        problem = _refused(exc)
+        if problem is None:
+            raise
+        raise problem from None
+    assert row is not None
+    found = _stored(order_id, row)
+    if found.status == "released":
+        raise ReservationConflict(
+            f"The reservation for order {order_id} was already released.",
+            reservation_status=found.status,
         )
-    reserved = [ReservationItem(product_id=p, quantity=q) for p, q in lines]
-    return Reservation(order_id=order_id, status="reserved", items=reserved), True
+    return found, row["created"]
 
 
 async def release(db: Database, order_id: UUID) -> Reservation:
     """Return reserved stock. Idempotent; an unknown order gets a tombstone."""
-    async with db.transaction() as conn:
-        # Waits for a reserve of the same order still in flight, then finds its row.
-        await conn.execute(
-            "INSERT INTO reservations (order_id, status) VALUES ($1, 'released') "
-            "ON CONFLICT (order_id) DO NOTHING",
-            order_id,
+    row = await db.fetchrow(_RELEASE, order_id)
+    assert row is not None
+    found = _stored(order_id, row)
+    if found.status == "committed":
+        raise ReservationConflict(
+            f"The reservation for order {order_id} is committed; it cannot be released.",
+            reservation_status=found.status,
         )
-        found = await _settle(conn, order_id, "released", "available")
-        assert found is not None
-        if found.status == "committed":
-            raise ReservationConflict(
-                f"The reservation for order {order_id} is committed; it cannot be released.",
-                reservation_status=found.status,
-            )
     return found
 
 
 async def commit(db: Database, order_id: UUID) -> Reservation:
     """Turn reserved stock into sold stock. Idempotent."""
-    async with db.transaction() as conn:
-        found = await _settle(conn, order_id, "committed", "sold")
-        if found is None:
-            raise NotFound(
-                f"No reservation for order {order_id}.", type_slug="reservation-not-found"
-            )
-        if found.status == "released":
-            raise ReservationConflict(
-                f"The reservation for order {order_id} was released; it cannot be committed.",
-                reservation_status=found.status,
-            )
+    row = await db.fetchrow(_COMMIT, order_id)
+    assert row is not None
+    if row["status"] is None:
+        raise NotFound(f"No reservation for order {order_id}.", type_slug="reservation-not-found")
+    found = _stored(order_id, row)
+    if found.status == "released":
+        raise ReservationConflict(
+            f"The reservation for order {order_id} was released; it cannot be committed.",
+            reservation_status=found.status,
+        )
     return found
-
-
-async def _settle(
-    conn: asyncpg.Connection, order_id: UUID, status: ReservationStatus, to: str
-) -> Reservation | None:
-    """Give a reserved order its final ``status``, its stock moved to ``to``.
-
-    Returns the reservation as it now stands (``None`` if there is none): the
-    settled one, or, when it was not reserved, whatever status it already had
-    (the idempotent replay). The conditional ``UPDATE`` takes the row lock a
-    ``SELECT ... FOR UPDATE`` would, before any stock row, and makes the check
-    and the change one statement; the reservation is then built from what
-    ``_move`` read rather than read back.
-    """
-    while True:
-        settled = await conn.fetchval(
-            "UPDATE reservations SET status = $2, updated_at = now() "
-            "WHERE order_id = $1 AND status = 'reserved' RETURNING true",
-            order_id,
-            status,
-        )
-        if settled:
-            items = await _move(conn, order_id, to)
-            return Reservation(order_id=order_id, status=status, items=items)
-        found = await _load(conn, order_id)
-        if found is None or found.status != "reserved":
-            return found
-        # Reserved by a transaction that committed after the UPDATE looked: the
-        # row is there now, so the next UPDATE settles it (or sees its new state).
-
-
-async def _move(conn: asyncpg.Connection, order_id: UUID, to: str) -> list[ReservationItem]:
-    """Move an order's reserved quantities to ``available`` or ``sold``, in lock order."""
-    column = {"available": "available", "sold": "sold"}[to]
-    rows = await conn.fetch(
-        "SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 "
-        "ORDER BY product_id",
-        order_id,
-    )
-    for row in rows:
-        await conn.execute(
-            f"UPDATE stock SET reserved = reserved - $2, {column} = {column} + $2 "  # noqa: S608
-            "WHERE product_id = $1",
-            row["product_id"],
-            row["quantity"],
-        )
-    return [ReservationItem(product_id=r["product_id"], quantity=r["quantity"]) for r in rows]
