@@ -78,6 +78,40 @@ def test_a_statement_is_named_operation_then_first_table(
 
 
 @pytest.mark.parametrize(
+    ("query", "name", "procedure"),
+    [
+        (
+            "SELECT status, created, product_ids, quantities FROM reserve_stock($1, $2, $3)",
+            "SELECT reserve_stock",
+            "reserve_stock",
+        ),
+        (
+            "SELECT * FROM inventory.commit_reservation($1)",
+            "SELECT inventory.commit_reservation",
+            "inventory.commit_reservation",
+        ),
+        ('select status from "Release"($1)', 'SELECT "Release"', '"Release"'),
+        ("CALL settle($1, 'committed')", "CALL settle", "settle"),
+        # A function inside an expression is no target; the span stays "SELECT".
+        ("SELECT pg_advisory_lock($1)", "SELECT", None),
+        ("SELECT extract(epoch FROM now())", "SELECT", None),
+        # A table read beside a function is the target, as before.
+        ("SELECT g FROM generate_series(1, 3) g JOIN stock s ON true", "SELECT stock", None),
+    ],
+)
+def test_a_function_read_from_as_a_table_is_the_stored_procedure_target(
+    query: str, name: str, procedure: str | None
+) -> None:
+    """The stable conventions' ``{target}`` for an operation on a stored procedure is
+    ``db.stored_procedure.name``: ``SELECT reserve_stock``, not a bare ``SELECT``."""
+    statement = Statement(query)
+    assert statement.name == name
+    assert statement.attributes.get("db.stored_procedure.name") == procedure
+    if procedure:
+        assert "db.collection.name" not in statement.attributes
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "BEGIN",

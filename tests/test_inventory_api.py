@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import time
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -165,6 +168,116 @@ def test_out_of_stock_is_a_clear_problem(inventory: ServiceProcess) -> None:
     problem = _assert_problem(httpx.post(f"{inventory.url}/reservations", json=body), 409)
     assert problem["type"].endswith("/out-of-stock")
     assert problem["product_id"] == 2
+
+
+@pytest.mark.parametrize(
+    ("refused", "status", "slug"),
+    [
+        ({"product_id": 15, "quantity": 1000}, 409, "out-of-stock"),  # never that many
+        ({"product_id": 5000, "quantity": 1}, 422, "product-not-found"),
+    ],
+)
+def test_a_refused_line_leaves_the_lines_before_it_untouched(
+    inventory: ServiceProcess, refused: dict[str, int], status: int, slug: str
+) -> None:
+    """All lines or none: line 14 is reserved first (product-id order), then the refusal
+    of the next line undoes it, and no reservation row is left to block a retry."""
+    order = str(uuid.uuid4())
+    fine = {"product_id": 14, "quantity": 2}
+    with inventory.client() as c:
+        before = c.get("/products/14/stock").json()
+        problem = _assert_problem(
+            c.post("/reservations", json={"order_id": order, "items": [refused, fine]}), status
+        )
+        assert problem["type"].endswith(f"/{slug}")
+        assert problem["product_id"] == refused["product_id"]
+        if slug == "out-of-stock":
+            left = c.get("/products/15/stock").json()["available"]
+            assert (problem["available"], problem["requested"]) == (left, 1000)
+        assert c.get("/products/14/stock").json() == before
+        _assert_problem(c.get(f"/reservations/{order}"), 404)
+        retried = c.post("/reservations", json={"order_id": order, "items": [fine]})
+        assert retried.status_code == 201, retried.text
+        assert c.post(f"/reservations/{order}/release").status_code == 200
+
+
+def test_multi_item_orders_in_opposite_line_order_neither_deadlock_nor_oversell(
+    inventory: ServiceProcess,
+) -> None:
+    """Two limited editions, each order taking one of both, half of them listing the
+    lines the other way round: every order is reserved or out of stock (a deadlock
+    would be a 500), and exactly as many are reserved as the scarcer product allows."""
+    a, b = 125, 150
+    with inventory.client() as c:
+        start = {p: c.get(f"/products/{p}/stock").json() for p in (a, b)}
+    fits = min(s["available"] for s in start.values())
+    n = fits + 8
+
+    def order(i: int) -> tuple[int, Any]:
+        lines = [{"product_id": p, "quantity": 1} for p in ((a, b) if i % 2 else (b, a))]
+        body = {"order_id": str(uuid.uuid4()), "items": lines}
+        r = httpx.post(f"{inventory.url}/reservations", json=body, timeout=10)
+        return r.status_code, r.json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        outcomes = list(pool.map(order, range(n)))
+    codes = [code for code, _ in outcomes]
+    assert codes.count(201) == fits, outcomes
+    assert codes.count(409) == n - fits, outcomes
+    assert all(body["type"].endswith("/out-of-stock") for code, body in outcomes if code == 409)
+    with inventory.client() as c:
+        for p in (a, b):
+            end = c.get(f"/products/{p}/stock").json()
+            assert end["available"] == start[p]["available"] - fits
+            assert end["reserved"] == start[p]["reserved"] + fits
+
+
+def test_reserve_stock_locks_stock_rows_in_product_order(inventory: ServiceProcess) -> None:
+    """The function itself takes the lock order, whatever order its caller lists."""
+    asyncio.run(_locks_in_product_order(inventory.env["DATABASE_URL"]))
+
+
+async def _locks_in_product_order(dsn: str) -> None:
+    low, high = 16, 17
+    holder, caller, observer = [await asyncpg.connect(dsn) for _ in range(3)]
+    order = uuid.uuid4()
+    holding = holder.transaction()
+    call: asyncio.Task[Any] | None = None
+    try:
+        waiter = await caller.fetchval("SELECT pg_backend_pid()")
+        await holding.start()
+        await holder.execute("SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE", low)
+        call = asyncio.create_task(
+            caller.fetchrow(
+                "SELECT status, created FROM reserve_stock($1, $2, $3)", order, [high, low], [1, 1]
+            )
+        )
+        deadline = time.monotonic() + 10
+        while (
+            await observer.fetchval(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", waiter
+            )
+            != "Lock"
+        ):
+            assert not call.done(), call
+            assert time.monotonic() < deadline, "the reserve never waited for the held row"
+            await asyncio.sleep(0.01)
+        # Waiting for the lower id's row, it holds no other: the higher one is free.
+        async with observer.transaction():
+            await observer.execute(
+                "SELECT 1 FROM stock WHERE product_id = $1 FOR UPDATE NOWAIT", high
+            )
+        await holding.rollback()
+        row = await asyncio.wait_for(call, 10)
+        assert (row["status"], row["created"]) == ("reserved", True)
+    finally:
+        if not holder.is_closed() and holder.is_in_transaction():
+            await holding.rollback()  # lets the reserve finish, whatever failed
+        if call is not None:
+            await asyncio.wait_for(asyncio.gather(call, return_exceptions=True), 10)
+        await observer.execute("SELECT status FROM release_reservation($1)", order)
+        for conn in (holder, caller, observer):
+            await conn.close()
 
 
 @pytest.mark.parametrize(

@@ -140,9 +140,7 @@ async def get_reservation(db: Database, order_id: UUID) -> Reservation:
 # (migrations/0003_reservation_functions.sql), so one round trip each and
 # atomic without BEGIN/COMMIT. How each guarantee above holds inside them is
 # written there. Each call is a span "SELECT reserve_stock" and so on.
-_RESERVE = (
-    "SELECT status, created, product_ids, quantities FROM reserve_stock($1, $2, $3)"
-)
+_RESERVE = "SELECT status, created, product_ids, quantities FROM reserve_stock($1, $2, $3)"
 _COMMIT = "SELECT status, product_ids, quantities FROM commit_reservation($1)"
 _RELEASE = "SELECT status, product_ids, quantities FROM release_reservation($1)"
 # The functions' business failures: SQLSTATEs of Redline's own class "RL".
@@ -188,9 +186,7 @@ async def reserve(
     """Reserve all lines or none. Returns (reservation, created)."""
     lines = _merge(items)
     try:
-        row = await db.fetchrow(
-            _RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines]
-        )
+        row = await db.fetchrow(_RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines])
     except asyncpg.PostgresError as exc:
         problem = _refused(exc)
         if problem is None:
