@@ -5,6 +5,8 @@ Overselling is impossible by construction: stock moves with conditional
 serialises concurrent orders for the same product), rows are touched in
 product-id order so two multi-item orders cannot deadlock, and CHECK
 constraints keep every column non-negative even if a bug slipped through.
+Reserve, commit and release do all this inside PL/pgSQL functions, one
+statement (one round trip) each; see the comment above ``reserve``.
 """
 
 from __future__ import annotations
