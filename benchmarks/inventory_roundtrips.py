@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import subprocess
@@ -35,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psutil
 from _report import cpu_seconds, otlp_env, wait_http
 
@@ -128,11 +130,19 @@ def main() -> None:
     report(results, args)
 
 
-def server_cpu_seconds(postmaster: psutil.Process) -> float:
-    """The PostgreSQL server's CPU: the postmaster and all its processes."""
-    return cpu_seconds(postmaster.pid) + sum(
-        cpu_seconds(p.pid) for p in postmaster.children(recursive=True)
-    )
+def server_cpu(postmaster: psutil.Process) -> dict[int, float]:
+    """CPU seconds of each of the PostgreSQL server's processes, by pid."""
+    return {p.pid: cpu_seconds(p.pid) for p in [postmaster, *postmaster.children(recursive=True)]}
+
+
+def server_cpu_since(postmaster: psutil.Process, before: dict[int, float]) -> float:
+    """What the server's processes used since ``before`` (a process that has exited
+    since is not counted: the run keeps one backend and no autovacuum for this)."""
+    now = server_cpu(postmaster)
+    gone = before.keys() - now.keys()
+    if gone:
+        print(f"  (server processes exited during the round, not counted: {sorted(gone)})")
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
 
 
 async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, list[float]]]:
@@ -151,8 +161,15 @@ async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, 
         async with httpx.AsyncClient() as client:
             return int((await client.get(sink)).text)
 
+    # One backend for the whole run, so that its CPU can be read around each
+    # round (asyncpg's pool replaces a connection after 50,000 queries).
+    create_pool = asyncpg.create_pool
+    asyncpg.create_pool = functools.partial(create_pool, max_queries=2**31 - 1)
     db = Database(dsn, name="inventory", min_size=1, max_size=1, migrations_dir=MIGRATIONS)
-    await db.start(wait=True)
+    try:
+        await db.start(wait=True)
+    finally:
+        asyncpg.create_pool = create_pool
     sent = 0
 
     def count(_: Any) -> None:
@@ -164,6 +181,10 @@ async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, 
         backend = await conn.fetchval("SELECT pg_backend_pid()")
         # Enough stock for every round; none of it is a limited edition.
         await conn.execute("UPDATE stock SET available = available + 1000000")
+        # Autovacuum's workers come and go, so their CPU cannot be read around a
+        # round; both variants leave the same dead rows (the same row updates).
+        await conn.execute("ALTER SYSTEM SET autovacuum = off")
+        await conn.execute("SELECT pg_reload_conf()")
     postmaster = psutil.Process(backend).parent()
     assert postmaster is not None
     products = [p for p in range(1, 321) if p % 25]
@@ -186,13 +207,13 @@ async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, 
                     for i in range(n)
                 ]
                 spans_before, sent_before = await spans_so_far(), sent
-                client_before, server_before = cpu_seconds(), server_cpu_seconds(postmaster)
+                client_before, server_before = cpu_seconds(), server_cpu(postmaster)
                 for order_id, items in orders:
                     with tracer.start_as_current_span("saga inventory"):
                         await reserve(db, order_id, items)
                         await commit(db, order_id)
                 client = cpu_seconds() - client_before
-                server = server_cpu_seconds(postmaster) - server_before
+                server = server_cpu_since(postmaster, server_before)
                 round_trips = (sent - sent_before) / n
                 spans = (await spans_so_far() - spans_before - n) / n  # not the parents
                 if r:

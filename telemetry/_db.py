@@ -7,7 +7,9 @@ database semantic conventions: ``{db.operation.name} {db.collection.name}``
 reserve_stock"), with ``db.system.name``,
 ``db.namespace``, ``db.operation.name``, ``db.collection.name``,
 ``db.query.text`` (the statement as written: parameters travel separately as
-``$n`` and are never recorded) and ``server.address``/``server.port``.
+``$n`` and are never recorded) and ``server.address``/``server.port``; a
+failed statement adds ``error.type`` (the exception's class) and
+``db.response.status_code`` (PostgreSQL's SQLSTATE).
 Transaction control (``BEGIN``, ``COMMIT``, ``ROLLBACK``, savepoints) makes
 no span of its own: a ``ROLLBACK`` is an event on the surrounding span, and
 ``REDLINE_DB_TRANSACTION_SPANS=true`` brings the spans back for debugging.
@@ -191,6 +193,9 @@ def instrument_asyncpg(tracer_provider: Any, *, sdk_spans: bool = False) -> None
             except BaseException as exc:
                 if span.is_recording() and isinstance(exc, Exception):
                     span.set_attribute("error.type", type(exc).__qualname__)
+                    sqlstate = getattr(exc, "sqlstate", None)
+                    if isinstance(sqlstate, str):  # PostgreSQL's error code
+                        span.set_attribute("db.response.status_code", sqlstate)
                     span.set_status(Status(StatusCode.ERROR))
                 raise
             finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Callable, Iterator
 
 import asyncpg
@@ -24,6 +25,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind
 
 from services.chassis.db import Database
+from services.inventory import store
+from services.inventory.app import MIGRATIONS
+from services.inventory.models import ReservationItem
 from telemetry import _db
 from telemetry._db import Statement
 from telemetry._server_span import ServerSpan
@@ -180,6 +184,7 @@ def test_a_transaction_yields_statement_spans_and_no_begin_or_commit(
     assert failed.kind is SpanKind.CLIENT
     assert failed.attributes is not None
     assert failed.attributes["error.type"] == "UniqueViolationError"
+    assert failed.attributes["db.response.status_code"] == "23505"
     assert failed.status.is_ok is False
     select = spans.get_finished_spans()[3]
     attributes = dict(select.attributes or {})
@@ -192,6 +197,80 @@ def test_a_transaction_yields_statement_spans_and_no_begin_or_commit(
         "db.collection.name": "items",
         "db.query.text": "SELECT n FROM items WHERE id = $1",
     }
+
+
+def test_each_reservation_call_is_one_round_trip_and_one_span(
+    new_database: Callable[[str], str], spans: InMemorySpanExporter
+) -> None:
+    """Inventory's reserve, commit and release: one statement each (no BEGIN or
+    COMMIT either), its span named for the function it calls. An out-of-stock line
+    is that statement failing: its span says so, and it moved no stock."""
+    dsn = new_database("inventory_spans")
+    sent, moved = asyncio.run(_reserve_commit_release(dsn, spans))
+    assert sent == {"reserve": 1, "commit": 1, "reserve again": 1, "release": 1, "refused": 1}
+    assert moved == {"available": -2, "reserved": 0, "sold": 2}  # the committed order's
+    by_call = [(s.name, dict(s.attributes or {})) for s in spans.get_finished_spans()]
+    assert [name for name, _ in by_call] == [
+        "SELECT reserve_stock",
+        "SELECT commit_reservation",
+        "SELECT reserve_stock",
+        "SELECT release_reservation",
+        "SELECT reserve_stock",
+    ]
+    for name, attributes in by_call:
+        assert attributes["db.stored_procedure.name"] == name.removeprefix("SELECT ")
+        assert attributes["db.operation.name"] == "SELECT"
+        assert "db.collection.name" not in attributes
+    refused = spans.get_finished_spans()[-1]
+    assert refused.status.is_ok is False
+    assert (refused.attributes or {})["error.type"] == "UnknownPostgresError"
+    assert (refused.attributes or {})["db.response.status_code"] == "RLI01"  # out of stock
+
+
+async def _reserve_commit_release(
+    dsn: str, spans: InMemorySpanExporter
+) -> tuple[dict[str, int], dict[str, int]]:
+    db = Database(dsn, name="inventory", min_size=1, max_size=1, migrations_dir=MIGRATIONS)
+    await db.start(wait=True)
+    sent: dict[str, int] = {}
+    step = ""
+
+    def count(_: object) -> None:
+        sent[step] = sent.get(step, 0) + 1
+
+    stock = "SELECT available, reserved, sold FROM stock WHERE product_id = 4"
+    lines = [ReservationItem(product_id=9, quantity=1), ReservationItem(product_id=4, quantity=2)]
+    try:
+        async with db.acquire() as conn:
+            conn.add_query_logger(count)  # the pool's only connection
+        # asyncpg looks up the array types once per connection (3 queries): not counted.
+        await store.commit(db, (await store.reserve(db, uuid.uuid4(), lines))[0].order_id)
+        with suppress_instrumentation():
+            before = await db.fetchrow(stock)
+        spans.clear()  # the migrations' and the first order's
+        sent.clear()
+        committed, released = uuid.uuid4(), uuid.uuid4()
+        step = "reserve"
+        await store.reserve(db, committed, lines)
+        step = "commit"
+        await store.commit(db, committed)
+        step = "reserve again"
+        await store.reserve(db, released, lines)
+        step = "release"
+        await store.release(db, released)
+        step = "refused"
+        too_many = [*lines, ReservationItem(product_id=5, quantity=1000)]
+        with pytest.raises(store.OutOfStock):
+            await store.reserve(db, uuid.uuid4(), too_many)
+        step = "after"
+        with suppress_instrumentation():
+            after = await db.fetchrow(stock)
+    finally:
+        await db.close()
+    sent.pop("after")
+    assert before is not None
+    assert after is not None
+    return sent, {k: after[k] - before[k] for k in ("available", "reserved", "sold")}
 
 
 def test_a_rollback_is_an_event_on_the_surrounding_span(
