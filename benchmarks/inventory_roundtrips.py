@@ -238,7 +238,8 @@ async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, 
 def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
     print()
     print(
-        f"One order's reserve ({args.lines} line{'s' * (args.lines != 1)}) + commit, under a sampled parent, "
+        f"One order's reserve ({args.lines} line{'s' * (args.lines != 1)}) + commit, "
+        "under a sampled parent, "
         f"{args.orders} per round, {args.rounds} interleaved rounds, medians; CPU µs per order"
     )
     print()
