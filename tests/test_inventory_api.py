@@ -133,6 +133,39 @@ def test_a_commit_racing_a_release_settles_the_reservation_once(inventory: Servi
     assert after["available"] == before["available"] - committed
 
 
+def test_a_release_racing_a_reserve_of_the_same_order_gives_all_the_stock_back(
+    inventory: ServiceProcess,
+) -> None:
+    """Whichever comes first: the reserve then the release (which waits for the reserve
+    in flight and returns its lines), or the release's tombstone then a refused reserve.
+    Either way the stock ends where it started."""
+    product = 46
+    line = {"product_id": product, "quantity": 2}
+    orders = [str(uuid.uuid4()) for _ in range(6)]
+    with inventory.client() as c:
+        before = c.get(f"/products/{product}/stock").json()
+
+        def call(job: tuple[str, str]) -> tuple[str, int, Any]:
+            order, action = job
+            if action == "reserve":
+                r = c.post("/reservations", json={"order_id": order, "items": [line]})
+            else:
+                r = c.post(f"/reservations/{order}/release")
+            return action, r.status_code, r.json()
+
+        jobs = [(order, action) for order in orders for action in ("reserve", "release")]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            outcomes = list(pool.map(call, jobs))
+        for i in range(len(orders)):
+            (_, reserved, _), (_, released, body) = outcomes[2 * i : 2 * i + 2]
+            assert released == 200, body
+            assert body["status"] == "released"
+            # The reserve came first (its lines came back) or after the tombstone (409).
+            assert (reserved, body["items"]) in [(201, [line]), (409, [])], outcomes[2 * i]
+        after = c.get(f"/products/{product}/stock").json()
+    assert after == before
+
+
 def test_release_of_unknown_order_blocks_a_late_reserve(inventory: ServiceProcess) -> None:
     order = str(uuid.uuid4())
     with inventory.client() as c:
