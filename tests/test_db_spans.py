@@ -204,7 +204,8 @@ def test_each_reservation_call_is_one_round_trip_and_one_span(
 ) -> None:
     """Inventory's reserve, commit and release: one statement each (no BEGIN or
     COMMIT either), its span named for the function it calls. An out-of-stock line
-    is that statement failing: its span says so, and it moved no stock."""
+    is an answer of that statement, not an error: its span is not marked failed
+    (a sold-out product is business as usual), and it moved no stock."""
     dsn = new_database("inventory_spans")
     sent, moved = asyncio.run(_reserve_commit_release(dsn, spans))
     assert sent == {"reserve": 1, "commit": 1, "reserve again": 1, "release": 1, "refused": 1}
@@ -222,9 +223,8 @@ def test_each_reservation_call_is_one_round_trip_and_one_span(
         assert attributes["db.operation.name"] == "SELECT"
         assert "db.collection.name" not in attributes
     refused = spans.get_finished_spans()[-1]
-    assert refused.status.is_ok is False
-    assert (refused.attributes or {})["error.type"] == "UnknownPostgresError"
-    assert (refused.attributes or {})["db.response.status_code"] == "RLI01"  # out of stock
+    assert refused.status.is_ok
+    assert "error.type" not in (refused.attributes or {})
 
 
 async def _reserve_commit_release(

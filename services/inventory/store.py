@@ -11,7 +11,6 @@ statement (one round trip) each; see the comment above ``reserve``.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -142,12 +141,12 @@ async def get_reservation(db: Database, order_id: UUID) -> Reservation:
 # (migrations/0003_reservation_functions.sql), so one round trip each and
 # atomic without BEGIN/COMMIT. How each guarantee above holds inside them is
 # written there. Each call is a span "SELECT reserve_stock" and so on.
-_RESERVE = "SELECT status, created, product_ids, quantities FROM reserve_stock($1, $2, $3)"
+_RESERVE = (
+    "SELECT status, created, product_ids, quantities, short_product_id, short_available, "
+    "short_requested FROM reserve_stock($1, $2, $3)"
+)
 _COMMIT = "SELECT status, product_ids, quantities FROM commit_reservation($1)"
 _RELEASE = "SELECT status, product_ids, quantities FROM release_reservation($1)"
-# The functions' business failures: SQLSTATEs of Redline's own class "RL".
-_OUT_OF_STOCK = "RLI01"
-_PRODUCT_NOT_FOUND = "RLI02"
 
 
 def _stored(order_id: UUID, row: asyncpg.Record) -> Reservation:
@@ -159,21 +158,17 @@ def _stored(order_id: UUID, row: asyncpg.Record) -> Reservation:
     return Reservation(order_id=order_id, status=row["status"], items=items)
 
 
-def _refused(exc: asyncpg.PostgresError) -> ProblemError | None:
-    """The problem a function's RAISE stands for; ``None`` for any other error."""
-    sqlstate = getattr(exc, "sqlstate", None)
-    if sqlstate not in (_OUT_OF_STOCK, _PRODUCT_NOT_FOUND):
-        return None
-    facts = json.loads(getattr(exc, "detail", None) or "{}")
-    product_id = facts["product_id"]
-    if sqlstate == _PRODUCT_NOT_FOUND:
+def _refused(row: asyncpg.Record) -> ProblemError:
+    """The problem for the line ``reserve_stock`` found short (nothing was reserved)."""
+    product_id, available = row["short_product_id"], row["short_available"]
+    if available is None:
         return ProblemError(
             f"Product {product_id} does not exist.",
             status=422,
             type_slug="product-not-found",
             product_id=product_id,
         )
-    available, requested = facts["available"], facts["requested"]
+    requested = row["short_requested"]
     return OutOfStock(
         f"Only {available} of product {product_id} left; {requested} requested.",
         product_id=product_id,
@@ -187,14 +182,10 @@ async def reserve(
 ) -> tuple[Reservation, bool]:
     """Reserve all lines or none. Returns (reservation, created)."""
     lines = _merge(items)
-    try:
-        row = await db.fetchrow(_RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines])
-    except asyncpg.PostgresError as exc:
-        problem = _refused(exc)
-        if problem is None:
-            raise
-        raise problem from None
+    row = await db.fetchrow(_RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines])
     assert row is not None
+    if row["short_product_id"] is not None:
+        raise _refused(row)
     found = _stored(order_id, row)
     if found.status == "released":
         raise ReservationConflict(

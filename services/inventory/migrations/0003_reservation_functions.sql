@@ -4,21 +4,24 @@
 --
 -- The guarantees are the ones store.py's docstring states, and they hold here
 -- for these reasons:
--- * All lines or none: a line that cannot be reserved RAISEs, and an error
---   undoes everything its statement did (the reservation row, earlier lines).
--- * No overselling: conditional UPDATEs (available >= n), plus the CHECKs.
--- * No deadlock between two multi-item orders: stock rows are locked by one
---   UPDATE per line, in product-id order, in a loop. A single UPDATE ... FROM
---   join would lock them in whatever order its plan visits them.
+-- * All lines or none: reserve locks and checks every line before it moves
+--   any stock; a refused order leaves nothing (its reservation row deleted).
+-- * No overselling: stock moves only after its locked row showed enough, plus
+--   the CHECKs.
+-- * No deadlock between two multi-item orders: stock rows are locked one
+--   statement per line, in product-id order, in a loop (reserve: SELECT ...
+--   FOR UPDATE; settle: UPDATE). A single UPDATE ... FROM join would lock them
+--   in whatever order its plan visits them.
 -- * The same visibility as the transactions they replace: a VOLATILE function
 --   (the default) takes a fresh snapshot for each statement it runs, so under
 --   READ COMMITTED each statement below sees what it saw as a round trip of
 --   its own, and the old reasoning about waits and races holds line by line.
 --
--- Business failures are errors with SQLSTATEs of class RL (not PostgreSQL's),
--- their figures in DETAIL as JSON; store.py turns them into problem answers:
---   RLI01 out of stock       {"product_id", "available", "requested"}
---   RLI02 product not found  {"product_id"}
+-- A refusal (out of stock, unknown product) is an answer, not an error: the
+-- function checks every line under its lock before moving any, and returns
+-- the first short line (short_product_id, short_available NULL for an unknown
+-- product, short_requested) with a NULL status, having changed nothing. No
+-- ERROR in PostgreSQL's log or on the database span for a sold-out product.
 
 CREATE FUNCTION reserve_stock(
     p_order_id uuid,
@@ -27,15 +30,19 @@ CREATE FUNCTION reserve_stock(
     OUT status text,
     OUT created boolean,
     OUT product_ids integer[],
-    OUT quantities integer[]
+    OUT quantities integer[],
+    OUT short_product_id integer,
+    OUT short_available integer,
+    OUT short_requested integer
 ) LANGUAGE plpgsql AS $$
 DECLARE
     line record;
     left_in_stock integer;
 BEGIN
+    created := false;
     -- The primary key serialises two calls for the same order: the second
     -- waits here, then sees the first one's outcome (or inserts, if the first
-    -- was undone). A released tombstone answers a late reserve the same way.
+    -- was refused). A released tombstone answers a late reserve the same way.
     INSERT INTO reservations (order_id, status) VALUES (p_order_id, 'reserved')
     ON CONFLICT (order_id) DO NOTHING;
     IF NOT FOUND THEN
@@ -44,40 +51,38 @@ BEGIN
                array_agg(i.quantity ORDER BY i.product_id)
           INTO product_ids, quantities
           FROM reservation_items i WHERE i.order_id = p_order_id;
-        created := false;
         RETURN;
     END IF;
     -- One line per product, in product-id order (the lock order), whatever
-    -- order the caller sent them in.
+    -- order the caller sent them in; each stock row locked and checked before
+    -- any moves.
     FOR line IN
         SELECT l.product_id, sum(l.quantity)::integer AS quantity
           FROM unnest(p_product_ids, p_quantities) AS l (product_id, quantity)
          GROUP BY l.product_id
          ORDER BY l.product_id
     LOOP
-        UPDATE stock s SET available = s.available - line.quantity,
-                           reserved = s.reserved + line.quantity
-         WHERE s.product_id = line.product_id AND s.available >= line.quantity;
-        IF NOT FOUND THEN
-            SELECT s.available INTO left_in_stock FROM stock s
-             WHERE s.product_id = line.product_id;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION USING
-                    ERRCODE = 'RLI02',
-                    MESSAGE = format('product %s does not exist', line.product_id),
-                    DETAIL = json_build_object('product_id', line.product_id)::text;
-            END IF;
-            RAISE EXCEPTION USING
-                ERRCODE = 'RLI01',
-                MESSAGE = format('product %s is out of stock', line.product_id),
-                DETAIL = json_build_object(
-                    'product_id', line.product_id,
-                    'available', left_in_stock,
-                    'requested', line.quantity)::text;
+        SELECT s.available INTO left_in_stock FROM stock s
+         WHERE s.product_id = line.product_id FOR UPDATE;
+        IF NOT FOUND OR left_in_stock < line.quantity THEN
+            -- Refused: nothing moved, and the order may try again.
+            DELETE FROM reservations r WHERE r.order_id = p_order_id;
+            short_product_id := line.product_id;
+            short_available := left_in_stock;  -- NULL: no such product
+            short_requested := line.quantity;
+            product_ids := NULL;
+            quantities := NULL;
+            RETURN;
         END IF;
         product_ids := array_append(product_ids, line.product_id);
         quantities := array_append(quantities, line.quantity);
     END LOOP;
+    -- Every row is locked already, so one UPDATE moves them all in no
+    -- particular order; the CHECKs stand behind the test above.
+    UPDATE stock s SET available = s.available - l.quantity,
+                       reserved = s.reserved + l.quantity
+      FROM unnest(product_ids, quantities) AS l (product_id, quantity)
+     WHERE s.product_id = l.product_id;
     INSERT INTO reservation_items (order_id, product_id, quantity)
     SELECT p_order_id, l.product_id, l.quantity
       FROM unnest(product_ids, quantities) AS l (product_id, quantity);
