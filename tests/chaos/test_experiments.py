@@ -171,7 +171,7 @@ def test_nats_stopped_under_load_orders_keep_confirming_and_every_order_is_maile
     assert out["outboxes-drain"]["total"] == 0
     mails = out["every-finished-order-mailed-exactly-once"]
     assert mails["violations"] == 0, mails["examples"]
-    assert mails["orders"] >= 90, "3 orders/s for the 32 s of load"
+    assert mails["orders"] >= 48, "3 orders/s for the ~17 s of load (as 90 was for 32 s)"
 
 
 def test_a_poison_event_is_dead_lettered_and_the_orders_behind_it_are_mailed_once(
