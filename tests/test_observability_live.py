@@ -154,26 +154,46 @@ def test_a_stopped_service_fires_target_down_to_the_webhook_then_resolves(
     )
 
 
+PAGE_FIRING = (
+    'ALERTS{alertname="GatewayAvailabilityBudgetBurn",severity="page",alertstate="firing"}'
+)
+# The page's second window pair (alerts/generated/compressed/gateway-availability.yml).
+SLOW_BURN = (
+    'slo:sli_error:ratio_rate6h{slo="gateway-availability"} / 0.005 > 6'
+    ' and slo:sli_error:ratio_rate30m{slo="gateway-availability"} / 0.005 > 6'
+)
+
+
 def test_gateway_errors_burn_the_budget_and_page_then_resolve(
     loaded_stack: Stack, webhook: AlertSink
 ) -> None:
-    """5xx on the public API: the fast-burn page fires, and resolves when errors stop."""
+    """5xx on the public API: the fast-burn page fires, and resolves when errors stop.
+
+    The errors stop once Prometheus fires the page with its slow-burn pair (6h
+    and 30m) over the threshold too: that pair keeps the page firing for ~30 s
+    after the last error, well past Alertmanager's group wait, so the page
+    still reaches the webhook. Erring on until the webhook had it only added
+    errors for the 30 s window to age out (the resolution came ~10 s later).
+    """
     gateway, ops = loaded_stack.url("gateway"), loaded_stack.url("gateway-ops")
+    prometheus = loaded_stack.prometheus
     fault = {"faults": [{"route": "/api/v1/products", "error_rate": 1.0, "error_status": 500}]}
     assert httpx.put(f"{ops}/admin/faults", json=fault, headers=ADMIN_HEADERS).status_code == 200
 
     def burning() -> bool:
         for _ in range(20):
             httpx.get(f"{gateway}/api/v1/products")
-        return bool(
-            _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page")
-        )
+        return bool(prom_query(prometheus, PAGE_FIRING) and prom_query(prometheus, SLOW_BURN))
 
     try:
-        wait_until(burning, timeout=90, interval=0.2, message="the burn-rate page never arrived")
+        wait_until(burning, timeout=90, interval=0.2, message="the burn-rate page never fired")
     finally:
         httpx.delete(f"{ops}/admin/faults", headers=ADMIN_HEADERS)
-    page = _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page")[0]
+    page = wait_until(
+        lambda: _notifications(webhook, "GatewayAvailabilityBudgetBurn", "firing", severity="page"),
+        timeout=60,
+        message="the burn-rate page never reached the webhook",
+    )[0]
     assert page["labels"]["slo"] == "gateway-availability"
     assert page["annotations"]["runbook_url"].endswith(".md")
 
