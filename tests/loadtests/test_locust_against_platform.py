@@ -150,7 +150,7 @@ def test_master_with_two_workers_aggregates_both_workers_requests(
         locust(
             "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
             "--expect-workers", "2", "--expect-workers-max-wait", "30",
-            "--headless", "--host", platform.gateway, "-u", "4", "-r", "4", "-t", "6s",
+            "--headless", "--host", platform.gateway, "-u", "4", "-r", "4", "-t", "3s",
             "--think-scale", "0.05", "--csv", str(tmp_path / "stats"), "--only-summary",
             "--prometheus-port", "0",
         ),
