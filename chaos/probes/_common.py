@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
+from typing import Any
+
+import httpx
 
 from chaos.context import MARKS
 
 TIMEOUT = 5.0
+
+
+@functools.cache
+def _client() -> httpx.Client:
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` through one client shared by the probes.
+
+    A new client (its SSL context) costs ~25 ms, more than a GET to a local
+    service: a steady-state check makes dozens. No keep-alive, so every GET
+    still opens its own connection: a killed or restarted process is never
+    asked on a connection it held before.
+    """
+    return _client().get(url, **kwargs)
 
 
 class ProbeSkipped(Exception):

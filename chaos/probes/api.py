@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from chaos.context import SIGNALLED, Configuration, setting, stack
-from chaos.probes._common import TIMEOUT, poll, seconds_since
+from chaos.probes._common import TIMEOUT, get, poll, seconds_since
 from services.topology import SERVICES
 
 
@@ -17,8 +17,8 @@ def health(service: str, configuration: Configuration | None = None) -> dict[str
     base = stack(configuration).url(service)
     out: dict[str, Any] = {"service": service, "live": 0, "ready": 0, "failing": []}
     try:
-        out["live"] = httpx.get(f"{base}/health/live", timeout=2).status_code
-        ready = httpx.get(f"{base}/health/ready", timeout=2)
+        out["live"] = get(f"{base}/health/live", timeout=2).status_code
+        ready = get(f"{base}/health/ready", timeout=2)
         out["ready"] = ready.status_code
         body = ready.json() if "json" in ready.headers.get("content-type", "") else {}
         # Reasons read "postgres: <error>" for a failing check.
@@ -136,7 +136,7 @@ def faults_active(configuration: Configuration | None = None) -> dict[str, Any]:
     active: dict[str, Any] = {}
     for name in SERVICES:
         try:
-            faults = httpx.get(
+            faults = get(
                 f"{info.ops_url(name)}/admin/faults", headers=info.admin_headers, timeout=TIMEOUT
             ).json()["faults"]
         except (httpx.HTTPError, ValueError, KeyError):

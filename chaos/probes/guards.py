@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 from chaos.context import Configuration, stack
-from chaos.probes._common import TIMEOUT, poll, seconds_since
+from chaos.probes._common import TIMEOUT, get, poll, seconds_since
 from services.topology import SERVICES
 
 
 def resilience(service: str, configuration: Configuration | None = None) -> dict[str, Any]:
     info = stack(configuration)
-    r = httpx.get(
+    r = get(
         f"{info.ops_url(service)}/admin/resilience", headers=info.admin_headers, timeout=TIMEOUT
     )
     r.raise_for_status()

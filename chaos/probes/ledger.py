@@ -11,11 +11,11 @@ import httpx
 from chaos import load as load_module
 from chaos.context import Configuration, StackInfo, stack
 from chaos.load import CATALOG_SIZE, order_body
-from chaos.probes._common import poll
+from chaos.probes._common import get, poll
 
 
 def _get_json(url: str, **kw: Any) -> Any:
-    r = httpx.get(url, timeout=10, **kw)
+    r = get(url, timeout=10, **kw)
     r.raise_for_status()
     return r.json()
 

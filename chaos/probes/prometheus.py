@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from chaos.context import MARKS, Configuration, stack
-from chaos.probes._common import TIMEOUT, matches, poll, seconds_since
+from chaos.probes._common import TIMEOUT, get, matches, poll, seconds_since
 
 
 def _window(since_mark: str | None) -> str:
@@ -23,9 +23,7 @@ def _window(since_mark: str | None) -> str:
 
 
 def prom_query(query: str, configuration: Configuration | None = None) -> list[dict[str, Any]]:
-    r = httpx.get(
-        f"{stack(configuration).prometheus}/api/v1/query", params={"query": query}, timeout=10
-    )
+    r = get(f"{stack(configuration).prometheus}/api/v1/query", params={"query": query}, timeout=10)
     r.raise_for_status()
     result: list[dict[str, Any]] = r.json()["data"]["result"]
     return result
