@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
 import httpx
 import psutil
@@ -59,6 +62,26 @@ def otlp_env(sink_port: int) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
     }
+
+
+@contextlib.contextmanager
+def otlp_sink(*flags: str) -> Iterator[int]:
+    """``otlp_sink.py`` on a free port (``flags``: e.g. ``--no-count``), ready; yields
+    the port and stops the sink on the way out."""
+    from tests.harness import free_port
+
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("otlp_sink.py")), str(port), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/spans", proc=sink)
+        yield port
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 def print_ratio_table(title: str, unit: str, results: Mapping[str, Sequence[float]]) -> None:

@@ -29,19 +29,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-from _report import cpu_seconds, otlp_env, wait_http
+from _report import cpu_seconds, otlp_env, otlp_sink
 
 from tests.conftest import throwaway_postgres
-from tests.harness import free_port
-
-HERE = Path(__file__).resolve().parent
 
 
 async def unit_of_work(conn: asyncpg.Connection, i: int) -> None:
@@ -56,22 +50,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--transactions", type=int, default=2000, help="per variant per round")
     args = parser.parse_args()
-    sink_port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{sink_port}/spans", proc=sink)
+    with otlp_sink() as sink_port:
         os.environ.update(otlp_env(sink_port))
         # The stock instrumentation with the stable names, as Redline configured it.
         os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "database")
         with throwaway_postgres() as pg:
             results = asyncio.run(run(pg.dsn(), args.rounds, args.transactions))
-    finally:
-        sink.terminate()
-        sink.wait()
     report(results, args.rounds, args.transactions)
 
 

@@ -29,25 +29,20 @@ import asyncio
 import functools
 import os
 import statistics
-import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import psutil
-from _report import cpu_seconds, otlp_env, wait_http
+from _report import cpu_seconds, otlp_env, otlp_sink
 
 from services.chassis.db import Database, ensure_database
 from services.inventory import store
 from services.inventory.app import MIGRATIONS
 from services.inventory.models import ReservationItem
 from tests.conftest import throwaway_postgres
-from tests.harness import free_port
 
-HERE = Path(__file__).resolve().parent
 Variant = tuple[
     Callable[[Database, uuid.UUID, list[ReservationItem]], Awaitable[Any]],
     Callable[[Database, uuid.UUID], Awaitable[Any]],
@@ -112,21 +107,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=1500, help="per variant per round")
     parser.add_argument("--lines", type=int, default=2, help="lines per order")
     args = parser.parse_args()
-    sink_port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{sink_port}/spans", proc=sink)
+    with otlp_sink() as sink_port:
         os.environ.update(otlp_env(sink_port))
         with throwaway_postgres() as pg:
             asyncio.run(ensure_database(pg.dsn(), "inventory"))
             results = asyncio.run(run(pg.dsn("inventory"), args.rounds, args.orders, args.lines))
-    finally:
-        sink.terminate()
-        sink.wait()
     report(results, args)
 
 

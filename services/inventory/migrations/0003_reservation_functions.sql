@@ -23,6 +23,20 @@
 -- product, short_requested) with a NULL status, having changed nothing. No
 -- ERROR in PostgreSQL's log or on the database span for a sold-out product.
 
+-- A reservation as it stands (a NULL status when there is none): what a
+-- repeated call answers with. Read in one statement, so the status and the
+-- lines come from one snapshot.
+CREATE FUNCTION reservation_as_it_stands(
+    p_order_id uuid, OUT status text, OUT product_ids integer[], OUT quantities integer[]
+) LANGUAGE sql STABLE AS $$
+    SELECT r.status,
+           (SELECT array_agg(i.product_id ORDER BY i.product_id)
+              FROM reservation_items i WHERE i.order_id = r.order_id),
+           (SELECT array_agg(i.quantity ORDER BY i.product_id)
+              FROM reservation_items i WHERE i.order_id = r.order_id)
+      FROM reservations r WHERE r.order_id = p_order_id
+$$;
+
 CREATE FUNCTION reserve_stock(
     p_order_id uuid,
     p_product_ids integer[],
@@ -46,11 +60,8 @@ BEGIN
     INSERT INTO reservations (order_id, status) VALUES (p_order_id, 'reserved')
     ON CONFLICT (order_id) DO NOTHING;
     IF NOT FOUND THEN
-        SELECT r.status INTO status FROM reservations r WHERE r.order_id = p_order_id;
-        SELECT array_agg(i.product_id ORDER BY i.product_id),
-               array_agg(i.quantity ORDER BY i.product_id)
-          INTO product_ids, quantities
-          FROM reservation_items i WHERE i.order_id = p_order_id;
+        SELECT r.status, r.product_ids, r.quantities INTO status, product_ids, quantities
+          FROM reservation_as_it_stands(p_order_id) r;
         RETURN;
     END IF;
     -- One line per product, in product-id order (the lock order), whatever
@@ -131,12 +142,9 @@ BEGIN
             status := p_status;
             RETURN;
         END IF;
-        SELECT r.status INTO status FROM reservations r WHERE r.order_id = p_order_id;
+        SELECT r.status, r.product_ids, r.quantities INTO status, product_ids, quantities
+          FROM reservation_as_it_stands(p_order_id) r;
         IF status IS DISTINCT FROM 'reserved' THEN
-            SELECT array_agg(i.product_id ORDER BY i.product_id),
-                   array_agg(i.quantity ORDER BY i.product_id)
-              INTO product_ids, quantities
-              FROM reservation_items i WHERE i.order_id = p_order_id;
             RETURN;
         END IF;
         -- Reserved by a transaction that committed after the UPDATE looked
