@@ -40,18 +40,21 @@ from _report import cpu_seconds, otlp_env, otlp_sink
 from services.chassis.db import Database, ensure_database
 from services.inventory import store
 from services.inventory.app import MIGRATIONS
-from services.inventory.models import ReservationItem
+from services.inventory.models import ReserveLine
 from tests.conftest import throwaway_postgres
 
 Variant = tuple[
-    Callable[[Database, uuid.UUID, list[ReservationItem]], Awaitable[Any]],
+    Callable[[Database, uuid.UUID, list[ReserveLine]], Awaitable[Any]],
     Callable[[Database, uuid.UUID], Awaitable[Any]],
 ]
 
 
 # -- the store as of main 410628a: transactions of round trips (errors left out) --
-async def old_reserve(db: Database, order_id: uuid.UUID, items: list[ReservationItem]) -> None:
-    lines = store._merge(items)
+async def old_reserve(db: Database, order_id: uuid.UUID, items: list[ReserveLine]) -> None:
+    merged: dict[int, int] = {}
+    for item in items:
+        merged[item.product_id] = merged.get(item.product_id, 0) + item.quantity
+    lines = sorted(merged.items())  # one line per product, in the lock order
     async with db.transaction() as conn:
         inserted = await conn.fetchval(
             "INSERT INTO reservations (order_id, status) VALUES ($1, 'reserved') "
@@ -183,7 +186,7 @@ async def run(dsn: str, rounds: int, n: int, lines: int) -> dict[str, dict[str, 
                     (
                         uuid.uuid4(),
                         [
-                            ReservationItem(
+                            ReserveLine(
                                 product_id=products[(i * 7 + k * 13) % len(products)], quantity=1
                             )
                             for k in range(lines)

@@ -28,9 +28,10 @@ def _orders() -> list[object]:
     return [
         timeseries(
             "Orders completed per minute by outcome and reason",
-            "Orders the saga finished: confirmed, or cancelled with the reason. out_of_stock "
-            "and payment_declined are business as usual; payment_unavailable, "
-            "inventory_unavailable and interrupted are our failures.",
+            "Orders the saga finished: confirmed, or cancelled with the reason. out_of_stock, "
+            "payment_declined and price_changed (the catalog changed a price orders had "
+            "cached) are business as usual; payment_unavailable, inventory_unavailable "
+            "and interrupted are our failures.",
             [
                 target(
                     f"60 * {sum_rate('orders_completed_total', ORDERS, 'outcome, reason')}",

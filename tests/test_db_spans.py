@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanKind
 from services.chassis.db import Database
 from services.inventory import store
 from services.inventory.app import MIGRATIONS
-from services.inventory.models import ReservationItem
+from services.inventory.models import ReserveLine
 from telemetry import _db
 from telemetry._db import Statement
 from telemetry._server_span import ServerSpan
@@ -239,7 +239,7 @@ async def _reserve_commit_release(
         sent[step] = sent.get(step, 0) + 1
 
     stock = "SELECT available, reserved, sold FROM stock WHERE product_id = 4"
-    lines = [ReservationItem(product_id=9, quantity=1), ReservationItem(product_id=4, quantity=2)]
+    lines = [ReserveLine(product_id=9, quantity=1), ReserveLine(product_id=4, quantity=2)]
     try:
         async with db.acquire() as conn:
             conn.add_query_logger(count)  # the pool's only connection
@@ -259,7 +259,7 @@ async def _reserve_commit_release(
         step = "release"
         await store.release(db, released)
         step = "refused"
-        too_many = [*lines, ReservationItem(product_id=5, quantity=1000)]
+        too_many = [*lines, ReserveLine(product_id=5, quantity=1000)]
         with pytest.raises(store.OutOfStock):
             await store.reserve(db, uuid.uuid4(), too_many)
         step = "after"

@@ -234,6 +234,40 @@ def test_a_refused_line_leaves_the_lines_before_it_untouched(
         assert c.post(f"/reservations/{order}/release").status_code == 200
 
 
+def test_a_line_priced_otherwise_than_the_catalog_is_refused_and_nothing_moves(
+    inventory: ServiceProcess,
+) -> None:
+    """Orders caches prices; the reservation is where a stale one is caught: 409
+    price-changed naming the catalog's price, no stock moved, no row left behind."""
+    order = str(uuid.uuid4())
+    with inventory.client() as c:
+        price = c.get("/products/19").json()["price_cents"]
+        before = {p: c.get(f"/products/{p}/stock").json() for p in (14, 19)}
+        fine = {"product_id": 14, "quantity": 1}
+        for stale in (
+            [{"product_id": 19, "quantity": 1, "unit_price_cents": price + 100}],
+            # Two lines of one product at two prices: one of them is not the catalog's.
+            [
+                {"product_id": 19, "quantity": 1, "unit_price_cents": price},
+                {"product_id": 19, "quantity": 1, "unit_price_cents": price - 1},
+            ],
+        ):
+            r = c.post("/reservations", json={"order_id": order, "items": [fine, *stale]})
+            problem = _assert_problem(r, 409)
+            assert problem["type"].endswith("/price-changed")
+            assert (problem["product_id"], problem["price_cents"]) == (19, price)
+            assert {p: c.get(f"/products/{p}/stock").json() for p in (14, 19)} == before
+            _assert_problem(c.get(f"/reservations/{order}"), 404)
+        priced = [fine, {"product_id": 19, "quantity": 2, "unit_price_cents": price}]
+        r = c.post("/reservations", json={"order_id": order, "items": priced})
+        assert r.status_code == 201, r.text
+        assert r.json()["items"] == [
+            {"product_id": 14, "quantity": 1},
+            {"product_id": 19, "quantity": 2},
+        ]
+        assert c.post(f"/reservations/{order}/release").status_code == 200
+
+
 def test_multi_item_orders_in_opposite_line_order_neither_deadlock_nor_oversell(
     inventory: ServiceProcess,
 ) -> None:

@@ -182,6 +182,8 @@ def test_a_key_claimed_by_a_process_that_died_is_released_after_its_lease(
     orders, inventory = platform["orders"], platform["inventory"]
     dsn = orders.env["DATABASE_URL"]
     key = str(uuid.uuid4())
+    # Orders asks the catalog for a price it has not cached (services/orders/
+    # catalog.py): no other test orders product 4, so pricing it hangs below.
     body = {"items": [{"product_id": 4, "quantity": 1}]}
     slow_catalog = {"faults": [{"route": "/products/{product_id}", "hang": True}]}
     assert (
@@ -204,6 +206,9 @@ def test_a_key_claimed_by_a_process_that_died_is_released_after_its_lease(
         )
         orders.kill()  # SIGKILL while pricing: the key is claimed, no order exists
         client.join(timeout=15)
+        assert _sql(
+            dsn, "SELECT 1 FROM idempotency_keys WHERE key = $1 AND order_id IS NULL", key
+        ), "an order was created: product 4's price came from the cache, not the hung catalog"
     finally:
         httpx.delete(f"{inventory.ops_url}/admin/faults", headers=ADMIN_HEADERS)
     orders.start()

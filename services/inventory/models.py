@@ -21,6 +21,7 @@ SearchTerm = Annotated[
 ]
 Category = Annotated[str | None, Parameter(max_length=50, pattern=PRINTABLE_PATTERN)]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+PriceCents = Annotated[int, msgspec.Meta(ge=1, le=INT4_MAX)]
 ReservationStatus = Literal["reserved", "released", "committed"]
 
 
@@ -54,9 +55,15 @@ class ReservationItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     quantity: Quantity
 
 
+class ReserveLine(ReservationItem, forbid_unknown_fields=True, kw_only=True):
+    # What the caller priced the line at: the reservation is refused (409
+    # price-changed) unless it is the catalog's price. Optional; orders sends it.
+    unit_price_cents: PriceCents | None = None
+
+
 class ReserveRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     order_id: UUID
-    items: Annotated[list[ReservationItem], msgspec.Meta(min_length=1, max_length=50)]
+    items: Annotated[list[ReserveLine], msgspec.Meta(min_length=1, max_length=50)]
 
 
 class Reservation(msgspec.Struct, kw_only=True):

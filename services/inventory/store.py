@@ -7,11 +7,15 @@ product-id order so two multi-item orders cannot deadlock, and CHECK
 constraints keep every column non-negative even if a bug slipped through.
 Reserve, commit and release do all this inside PL/pgSQL functions, one
 statement (one round trip) each; see the comment above ``reserve``.
+
+A reservation may carry the price each line was priced at (orders caches the
+catalog's prices): it is refused, 409 price-changed, when one is not the
+catalog's price any more, so an order is never charged a price the catalog
+no longer has.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +27,7 @@ from services.inventory.models import (
     ProductPage,
     Reservation,
     ReservationItem,
+    ReserveLine,
     Stock,
 )
 
@@ -31,6 +36,12 @@ class OutOfStock(ProblemError):
     status = 409
     type_slug = "out-of-stock"
     title = "Out of stock"
+
+
+class PriceChanged(ProblemError):
+    status = 409
+    type_slug = "price-changed"
+    title = "Price changed"
 
 
 class ReservationConflict(ProblemError):
@@ -108,14 +119,6 @@ async def stock_ledger(db: Database) -> dict[str, int]:
     return {k: int(v or 0) for k, v in dict(row).items()}
 
 
-def _merge(items: list[ReservationItem]) -> list[tuple[int, int]]:
-    """One line per product, in product-id order (the lock order)."""
-    totals: dict[int, int] = defaultdict(int)
-    for item in items:
-        totals[item.product_id] += item.quantity
-    return sorted(totals.items())
-
-
 async def _load(conn: Any, order_id: UUID) -> Reservation | None:
     status = await conn.fetchval("SELECT status FROM reservations WHERE order_id = $1", order_id)
     if status is None:
@@ -143,7 +146,7 @@ async def get_reservation(db: Database, order_id: UUID) -> Reservation:
 # written there. Each call is a span "SELECT reserve_stock" and so on.
 _RESERVE = (
     "SELECT status, created, product_ids, quantities, short_product_id, short_available, "
-    "short_requested FROM reserve_stock($1, $2, $3)"
+    "short_requested, changed_price_cents FROM reserve_stock($1, $2, $3, $4)"
 )
 _COMMIT = "SELECT status, product_ids, quantities FROM commit_reservation($1)"
 _RELEASE = "SELECT status, product_ids, quantities FROM release_reservation($1)"
@@ -168,6 +171,13 @@ def _refused(row: asyncpg.Record) -> ProblemError:
             type_slug="product-not-found",
             product_id=product_id,
         )
+    if row["changed_price_cents"] is not None:
+        return PriceChanged(
+            f"Product {product_id} costs {row['changed_price_cents']} cents now, "
+            "not what the order was priced at.",
+            product_id=product_id,
+            price_cents=row["changed_price_cents"],
+        )
     requested = row["short_requested"]
     return OutOfStock(
         f"Only {available} of product {product_id} left; {requested} requested.",
@@ -178,11 +188,17 @@ def _refused(row: asyncpg.Record) -> ProblemError:
 
 
 async def reserve(
-    db: Database, order_id: UUID, items: list[ReservationItem]
+    db: Database, order_id: UUID, items: list[ReserveLine]
 ) -> tuple[Reservation, bool]:
-    """Reserve all lines or none. Returns (reservation, created)."""
-    lines = _merge(items)
-    row = await db.fetchrow(_RESERVE, order_id, [p for p, _ in lines], [q for _, q in lines])
+    """Reserve all lines or none, each at the price it was given, if any.
+    Returns (reservation, created). The function merges lines of one product."""
+    row = await db.fetchrow(
+        _RESERVE,
+        order_id,
+        [i.product_id for i in items],
+        [i.quantity for i in items],
+        [i.unit_price_cents for i in items],
+    )
     assert row is not None
     if row["short_product_id"] is not None:
         raise _refused(row)

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from services.chassis import Port, ServiceContext, TokenSettings, create_app, load_settings, run
 from services.events.wiring import outbox_hooks
+from services.orders.catalog import Catalog
 from services.orders.routes import OrdersController, SagaAdminController
 from services.orders.saga import Saga
 from services.orders.service import OrderService
@@ -29,6 +30,9 @@ class OrdersSettings(TokenSettings):
     # Where the outbox relay publishes order.confirmed / order.cancelled.
     nats_servers: str = "nats://127.0.0.1:4222"
     outbox_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    # How long a product's catalog price is reused; inventory refuses a stale
+    # one at reservation (services/orders/catalog.py). 0: read it every order.
+    catalog_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
 
 
 @dataclass
@@ -59,7 +63,8 @@ def build(settings: OrdersSettings) -> Litestar:
             owner=INSTANCE_ID,
             lease_seconds=settings.saga_lease_seconds,
         )
-        service = OrderService(db=ctx.db, inventory=ctx.downstreams["inventory"], saga=saga)
+        catalog = Catalog(ctx.downstreams["inventory"], ttl=settings.catalog_cache_seconds)
+        service = OrderService(db=ctx.db, catalog=catalog, saga=saga)
         running.orders = service
         running.recovery = asyncio.create_task(
             service.recover_forever(settings.saga_recovery_interval_seconds)

@@ -41,6 +41,12 @@ ORDER_VALUE = Histogram(
     buckets=(5, 10, 25, 50, 100, 250, 500, 1000, 2500),
     registry=REGISTRY,
 )
+PRICE_LOOKUPS = Counter(
+    "orders_price_lookups",
+    "Product prices an order needed, by where they came from: the cache, or the catalog.",
+    ["source"],
+    registry=REGISTRY,
+)
 
 # Series that exist from the start, so dashboards show 0 rather than "No data".
 for _step in ("reserve_inventory", "charge_payment", "commit_inventory"):
@@ -50,3 +56,5 @@ for _step in ("refund_payment", "release_inventory"):
 for _action in ("resumed", "compensated"):
     SAGA_RECOVERIES.labels(_action)
 ORDERS_COMPLETED.labels("confirmed", "")
+for _source in ("cache", "catalog"):
+    PRICE_LOOKUPS.labels(_source)

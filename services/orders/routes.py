@@ -73,8 +73,9 @@ class OrdersController(Controller):
         """Place an order: reserve stock, charge, confirm — or cancel and compensate.
 
         201 confirmed, 202 still completing, 402 payment declined, 409 out of
-        stock, 503 a dependency was unavailable (nothing charged). Retrying with
-        the same Idempotency-Key replays the first response.
+        stock or a price changed, 503 a dependency was unavailable (nothing
+        charged). Retrying with the same Idempotency-Key replays the first
+        response.
         """
         principal = current_principal(request)
         key = parse_idempotency_key(idempotency_key)

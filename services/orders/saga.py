@@ -15,11 +15,12 @@ announces, so a crash leaves a step that says what may have happened)::
 A successful reservation records ``reserved`` and ``charging`` in one write
 (``reserved`` stays a step: orders written before that may still be at it).
 
-* A definite refusal (409 out of stock, 402 declined) compensates what was
-  done; an *unknown* outcome (timeout, 5xx, breaker open) compensates as if
-  the call had succeeded, because every downstream operation is idempotent and
-  leaves a tombstone: releasing a reservation that never happened, or
-  refunding a charge that never happened, blocks that call if it arrives late.
+* A definite refusal (409 out of stock or price changed, 402 declined)
+  compensates what was done; an *unknown* outcome (timeout, 5xx, breaker
+  open) compensates as if the call had succeeded, because every downstream
+  operation is idempotent and leaves a tombstone: releasing a reservation
+  that never happened, or refunding a charge that never happened, blocks that
+  call if it arrives late.
 * Once charged, the saga only moves forward: a failed commit is retried (by
   the recovery loop) rather than refunding a paid order.
 * Recovery (another process, or this one after a restart) takes over pending
@@ -84,6 +85,7 @@ PAYMENT_UNAVAILABLE = "payment_unavailable"
 INVENTORY_UNAVAILABLE = "inventory_unavailable"
 INTERRUPTED = "interrupted"
 INVENTORY_CONFLICT = "inventory_conflict"
+PRICE_CHANGED = "price_changed"
 
 
 class Step(StrEnum):
@@ -320,7 +322,15 @@ class Saga:
         order = stored.order
         body = {
             "order_id": str(order.id),
-            "items": [{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+            # Inventory refuses a price that is not the catalog's any more.
+            "items": [
+                {
+                    "product_id": i.product_id,
+                    "quantity": i.quantity,
+                    "unit_price_cents": i.unit_price_cents,
+                }
+                for i in order.items
+            ],
         }
         outcome, response = await self._attempt(
             "reserve_inventory", order.id, self.inventory, "/reservations", "/reservations", body
@@ -338,6 +348,8 @@ class Saga:
             return await self._cancel(stored, INVENTORY_UNAVAILABLE, Outcome.NOT_SENT)
         if outcome == Outcome.REFUSED and _problem_type(response) == "out-of-stock":
             reason = OUT_OF_STOCK
+        elif outcome == Outcome.REFUSED and _problem_type(response) == "price-changed":
+            reason = PRICE_CHANGED
         elif outcome == Outcome.REFUSED:
             reason = (
                 INTERRUPTED if _problem_type(response) == "reservation-conflict" else OUT_OF_STOCK

@@ -14,14 +14,16 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from services.chassis import Database, ProblemError
 from services.chassis.errors import PROBLEM_BASE
-from services.chassis.http_client import Downstream, DownstreamTimeout, DownstreamUnavailable
+from services.chassis.http_client import DownstreamTimeout, DownstreamUnavailable
 from services.orders import store
+from services.orders.catalog import Catalog
 from services.orders.metrics import ORDERS_IN_FLIGHT
 from services.orders.models import Order, PlaceOrder
 from services.orders.saga import (
     INVENTORY_CONFLICT,
     OUT_OF_STOCK,
     PAYMENT_DECLINED,
+    PRICE_CHANGED,
     Saga,
 )
 from telemetry import get_logger
@@ -31,6 +33,13 @@ _log = get_logger("orders")
 # How a cancelled order answers the request that placed it.
 _CANCELLED = {
     OUT_OF_STOCK: (409, "out-of-stock", "Out of stock", "An item in the order is out of stock."),
+    PRICE_CHANGED: (
+        409,
+        "price-changed",
+        "Price changed",
+        "A price in the catalog changed as the order was placed; nothing was charged. "
+        "Place the order again (with a new Idempotency-Key) at the current price.",
+    ),
     PAYMENT_DECLINED: (402, "payment-declined", "Payment declined", "The payment was declined."),
     INVENTORY_CONFLICT: (
         409,
@@ -112,32 +121,18 @@ def _in_progress(order_id: UUID | None) -> ProblemError:
 @dataclass
 class OrderService:
     db: Database
-    inventory: Downstream
+    catalog: Catalog
     saga: Saga
 
     async def price(self, data: PlaceOrder) -> list[store.Priced]:
-        """Prices and names come from the catalog, never from the client."""
-        lines = merge_lines(data)
+        """Prices and names come from the catalog (``catalog.py``), never from the client."""
 
         async def one(product_id: int, quantity: int) -> store.Priced:
-            r = await self.inventory.relay(
-                "GET", f"/products/{product_id}", url_template="/products/{product_id}"
-            )
-            if r.status_code == 404:
-                raise ProblemError(
-                    f"Product {product_id} does not exist.",
-                    status=422,
-                    type_slug="unknown-product",
-                    product_id=product_id,
-                )
-            if r.status_code != 200:
-                raise DownstreamUnavailable(
-                    f"The catalog answered {r.status_code}.", dependency="inventory"
-                )
-            p = r.json()
-            return store.Priced(product_id, p["name"], quantity, p["price_cents"])
+            listed = await self.catalog.listed(product_id)
+            return store.Priced(product_id, listed.name, quantity, listed.price_cents)
 
-        return list(await asyncio.gather(*(one(p, q) for p, q in sorted(lines.items()))))
+        lines = sorted(merge_lines(data).items())
+        return list(await asyncio.gather(*(one(p, q) for p, q in lines)))
 
     async def run(
         self, order_id: UUID, *, recovering: bool = False, stored: store.Stored | None = None
@@ -199,6 +194,8 @@ class OrderService:
         # Shielded: a client that hangs up (or a cancelled handler) must not
         # stop the saga half-way; it finishes and records its response anyway.
         order = await asyncio.shield(asyncio.create_task(self.run(order_id, stored=created)))
+        if order.reason == PRICE_CHANGED:
+            self.catalog.forget(i.product_id for i in order.items)
         status, body = response_for(order)
         return status, body, False
 
