@@ -43,6 +43,7 @@ from chaos.probes.load import (
 )
 from chaos.probes.prometheus import (
     Samples,
+    metrics_flowing,
     prom_query,
     promql,
     promql_eventually,
@@ -75,6 +76,7 @@ __all__ = [
     "load_between",
     "load_compare",
     "load_window",
+    "metrics_flowing",
     "orders_settle",
     "panel_shows",
     "pid_changed",

@@ -62,6 +62,46 @@ def promql_eventually(
     return {"value": value, "seconds": None, "waited": within}
 
 
+def metrics_flowing(
+    within: float = 0.0, configuration: Configuration | None = None
+) -> dict[str, Any]:
+    """Prometheus has scraped every target at least once, and every service's is up
+    (waiting up to ``within``).
+
+    An experiment's evidence is in Prometheus: its queries need samples from
+    before the fault. On a stack started a moment ago Prometheus may not have
+    scraped yet, and a counter first seen after the fault (an ejection counted
+    at 1) shows no increase on any panel. Other targets (a Locust exporter
+    between load tests) need only have been tried.
+    """
+    from services.topology import SERVICES
+
+    started = time.time()
+    unscraped: list[str] = []
+    down: list[str] = []
+    for _ in poll(within, 0.25):
+        r = get(
+            f"{stack(configuration).prometheus}/api/v1/targets",
+            params={"state": "active"},
+            timeout=10,
+        )
+        r.raise_for_status()
+        targets = r.json()["data"]["activeTargets"]
+        named = [(t["labels"]["job"], t["labels"]["instance"], t["health"]) for t in targets]
+        unscraped = sorted(f"{job} {at}" for job, at, health in named if health == "unknown")
+        down = sorted(
+            f"{job} {at}" for job, at, health in named if job in SERVICES and health == "down"
+        )
+        if targets and not unscraped and not down:
+            break
+    return {
+        "unscraped": unscraped,
+        "down": down,
+        "count": len(unscraped) + len(down),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
 # A scrape: {(sample name, sorted label pairs): value}.
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
