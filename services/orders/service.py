@@ -141,6 +141,9 @@ class OrderService:
         ORDERS_IN_FLIGHT.inc()
         try:
             order = await self.saga.drive(order_id, recovering=recovering, stored=stored)
+            if order.reason == PRICE_CHANGED:
+                # A cached price was stale: the next order reads the catalog.
+                self.catalog.forget(i.product_id for i in order.items)
             # On the request's span: Jaeger finds the trace by order.id, and
             # the trace store keeps every cancelled order (jaeger.yaml).
             trace.get_current_span().set_attributes(
@@ -194,8 +197,6 @@ class OrderService:
         # Shielded: a client that hangs up (or a cancelled handler) must not
         # stop the saga half-way; it finishes and records its response anyway.
         order = await asyncio.shield(asyncio.create_task(self.run(order_id, stored=created)))
-        if order.reason == PRICE_CHANGED:
-            self.catalog.forget(i.product_id for i in order.items)
         status, body = response_for(order)
         return status, body, False
 
