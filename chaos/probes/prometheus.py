@@ -14,6 +14,7 @@ import httpx
 
 from chaos.context import MARKS, Configuration, stack
 from chaos.probes._common import TIMEOUT, get, matches, poll, seconds_since
+from services.topology import SERVICES
 
 
 def _window(since_mark: str | None) -> str:
@@ -74,8 +75,6 @@ def metrics_flowing(
     at 1) shows no increase on any panel. Other targets (a Locust exporter
     between load tests) need only have been tried.
     """
-    from services.topology import SERVICES
-
     started = time.time()
     unscraped: list[str] = []
     down: list[str] = []

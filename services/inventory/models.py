@@ -56,9 +56,16 @@ class ReservationItem(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ReserveLine(ReservationItem, forbid_unknown_fields=True, kw_only=True):
-    # What the caller priced the line at: the reservation is refused (409
-    # price-changed) unless it is the catalog's price. Optional; orders sends it.
-    unit_price_cents: PriceCents | None = None
+    unit_price_cents: (
+        Annotated[
+            PriceCents,
+            msgspec.Meta(
+                description="What the caller priced the line at: the reservation is "
+                "refused (409 price-changed) unless it is the catalog's price. Optional."
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ReserveRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -1,12 +1,12 @@
 """Catalog queries and the stock ledger.
 
-Overselling is impossible by construction: stock moves with conditional
-``UPDATE ... WHERE available >= $n`` statements (the row lock each takes
-serialises concurrent orders for the same product), rows are touched in
-product-id order so two multi-item orders cannot deadlock, and CHECK
+Overselling is impossible by construction: a reservation locks each stock
+row (``SELECT ... FOR UPDATE``: the lock serialises concurrent orders for the
+same product) and checks every line before any stock moves, rows are locked
+in product-id order so two multi-item orders cannot deadlock, and CHECK
 constraints keep every column non-negative even if a bug slipped through.
 Reserve, commit and release do all this inside PL/pgSQL functions, one
-statement (one round trip) each; see the comment above ``reserve``.
+statement (one round trip) each; see the comment above ``_RESERVE``.
 
 A reservation may carry the price each line was priced at (orders caches the
 catalog's prices): it is refused, 409 price-changed, when one is not the
@@ -119,29 +119,9 @@ async def stock_ledger(db: Database) -> dict[str, int]:
     return {k: int(v or 0) for k, v in dict(row).items()}
 
 
-async def _load(conn: Any, order_id: UUID) -> Reservation | None:
-    status = await conn.fetchval("SELECT status FROM reservations WHERE order_id = $1", order_id)
-    if status is None:
-        return None
-    rows = await conn.fetch(
-        "SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 "
-        "ORDER BY product_id",
-        order_id,
-    )
-    items = [ReservationItem(product_id=r["product_id"], quantity=r["quantity"]) for r in rows]
-    return Reservation(order_id=order_id, status=status, items=items)
-
-
-async def get_reservation(db: Database, order_id: UUID) -> Reservation:
-    async with db.acquire() as conn:
-        found = await _load(conn, order_id)
-    if found is None:
-        raise NotFound(f"No reservation for order {order_id}.", type_slug="reservation-not-found")
-    return found
-
-
 # Reserve, commit and release are one statement each: PL/pgSQL functions
-# (migrations/0003_reservation_functions.sql), so one round trip each and
+# (migrations/0003_reservation_functions.sql; reserve_stock as 0004 replaced
+# it, checking prices), so one round trip each and
 # atomic without BEGIN/COMMIT. How each guarantee above holds inside them is
 # written there. Each call is a span "SELECT reserve_stock" and so on.
 _RESERVE = (
@@ -150,6 +130,7 @@ _RESERVE = (
 )
 _COMMIT = "SELECT status, product_ids, quantities FROM commit_reservation($1)"
 _RELEASE = "SELECT status, product_ids, quantities FROM release_reservation($1)"
+_AS_IT_STANDS = "SELECT status, product_ids, quantities FROM reservation_as_it_stands($1)"
 
 
 def _stored(order_id: UUID, row: asyncpg.Record) -> Reservation:
@@ -185,6 +166,13 @@ def _refused(row: asyncpg.Record) -> ProblemError:
         available=available,
         requested=requested,
     )
+
+
+async def get_reservation(db: Database, order_id: UUID) -> Reservation:
+    row = await db.fetchrow(_AS_IT_STANDS, order_id)
+    if row is None or row["status"] is None:
+        raise NotFound(f"No reservation for order {order_id}.", type_slug="reservation-not-found")
+    return _stored(order_id, row)
 
 
 async def reserve(
