@@ -37,6 +37,11 @@ _TIMEOUT = 5.0
 
 
 def _mark(name: str | None) -> None:
+    """Stamp a fault's mark. Actions stamp it just before they apply the fault:
+    whatever the fault causes then comes after the mark. (Stamped after, a
+    fast shutdown's first 503s, answered while ``pg_ctl stop`` still waited,
+    fell before the mark, and took the exemplars a probe looked for since it.)
+    """
     if name:
         MARKS.set(name)
 
@@ -63,9 +68,9 @@ def set_faults(
         lambda: clear_faults(service, configuration),
     )
     url = f"{info.ops_url(service)}/admin/faults"
+    _mark(mark)
     r = httpx.put(url, json={"faults": faults}, headers=info.admin_headers, timeout=_TIMEOUT)
     r.raise_for_status()
-    _mark(mark)
     result: list[dict[str, Any]] = r.json()["faults"]
     return result
 
@@ -122,7 +127,8 @@ def add_toxic(
         f"{type} toxic on proxy {proxy}: {attributes}",
         lambda: remove_toxic(proxy, toxic_name, configuration),
     )
-    toxic = client.add_toxic(
+    _mark(mark)
+    return client.add_toxic(
         proxy,
         {
             "type": type,
@@ -132,8 +138,6 @@ def add_toxic(
             "attributes": attributes or {},
         },
     )
-    _mark(mark)
-    return toxic
 
 
 def remove_toxic(proxy: str, name: str, configuration: Configuration | None = None) -> bool:
@@ -172,9 +176,9 @@ def kill_service(
 ) -> dict[str, Any]:
     """Signal the service's process (its pid from the state file); `redline up` restarts it."""
     pid = _pid(service, configuration)
+    _mark(mark)
     os.kill(pid, signal.Signals[signal_name])
     SIGNALLED[service] = pid
-    _mark(mark)
     return {"service": service, "pid": pid, "signal": signal_name}
 
 
@@ -187,8 +191,8 @@ def freeze_service(
     ACTIVE_FAULTS.add(
         f"frozen:{service}", f"{service} (pid {pid}) stopped", lambda: thaw_service(service)
     )
-    os.kill(pid, signal.SIGSTOP)
     _mark(mark)
+    os.kill(pid, signal.SIGSTOP)
     return {"service": service, "pid": pid}
 
 
@@ -227,13 +231,13 @@ def override_breaker(
         f"{service}'s {breaker} breaker {action}",
         lambda: reset_breaker(service, breaker, configuration),
     )
+    _mark(mark)
     r = httpx.post(
         f"{info.ops_url(service)}/admin/resilience/breakers/{breaker}/{action}",
         headers=info.admin_headers,
         timeout=_TIMEOUT,
     )
     r.raise_for_status()
-    _mark(mark)
     result: dict[str, Any] = r.json()
     return result
 
@@ -273,8 +277,8 @@ def stop_postgres(
     ACTIVE_FAULTS.add(
         "postgres:stopped", "PostgreSQL stopped", lambda: start_postgres(configuration)
     )
-    server.stop("fast")
     _mark(mark)
+    server.stop("fast")
     return {"stopped_pid": pid}
 
 
@@ -308,9 +312,8 @@ def terminate_db_connections(
             counts[r["service"]] += 1 if r["ok"] else 0
         return counts
 
-    counts = asyncio.run(terminate())
     _mark(mark)
-    return counts
+    return asyncio.run(terminate())
 
 
 _LOCK_MODES = {
@@ -401,11 +404,11 @@ def hold_table_lock(
     ACTIVE_FAULTS.add(
         key, f"{mode} lock on {service}.{table}", lambda: release_table_lock(service, table)
     )
+    _mark(mark)
     holder.thread.start()
     if not holder.locked.wait(10) or holder.error is not None:
         release_table_lock(service, table)
         raise RuntimeError(f"could not lock {table}: {holder.error!r}")
-    _mark(mark)
     return {"table": table, "mode": mode, "max_seconds": max_seconds}
 
 
@@ -442,10 +445,10 @@ def cpu_hog(
     count = workers or os.cpu_count() or 1
     ACTIVE_FAULTS.add("cpu-hog", f"{count} CPU hog(s) for {seconds}s", stop_cpu_hog)
     started = []
+    _mark(mark)
     for _ in range(count):
         started.append(subprocess.Popen([sys.executable, "-c", _HOG_CODE, str(seconds)]))
         _HOGS.append(started[-1])
-    _mark(mark)
     return {"pids": [p.pid for p in started], "seconds": seconds}
 
 
@@ -472,6 +475,7 @@ def pause_sagas(
     ACTIVE_FAULTS.add(
         "saga-pauses", f"sagas paused after {after}", lambda: resume_sagas(configuration)
     )
+    _mark(mark)
     r = httpx.put(
         f"{info.ops_url('orders')}/admin/saga/pauses",
         json={"after": after},
@@ -479,7 +483,6 @@ def pause_sagas(
         timeout=_TIMEOUT,
     )
     r.raise_for_status()
-    _mark(mark)
     result: list[str] = r.json()["after"]
     return result
 

@@ -23,8 +23,14 @@ def _window(since_mark: str | None) -> str:
     return f"{max(2, math.ceil(MARKS.since(since_mark)) + 1)}s"
 
 
-def prom_query(query: str, configuration: Configuration | None = None) -> list[dict[str, Any]]:
-    r = get(f"{stack(configuration).prometheus}/api/v1/query", params={"query": query}, timeout=10)
+def prom_query(
+    query: str, configuration: Configuration | None = None, at: float | None = None
+) -> list[dict[str, Any]]:
+    """An instant query's result vector, evaluated now or at the Unix time ``at``."""
+    params: dict[str, Any] = {"query": query}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    r = get(f"{stack(configuration).prometheus}/api/v1/query", params=params, timeout=10)
     r.raise_for_status()
     result: list[dict[str, Any]] = r.json()["data"]["result"]
     return result
@@ -162,17 +168,26 @@ def retry_counters(
 ) -> dict[str, Any]:
     """Record ``caller``'s retry counters for ``dependency`` and the dependency's request count.
 
-    Also how many calls the caller made in the ``ttl`` before now (from
-    Prometheus): the retry budget's window reaches back that far, so those
-    calls' deposits count towards what it allows next.
+    Also ``prior_calls``: at most how many calls the caller made in the
+    ``ttl`` before now. The retry budget's window reaches back that far, so
+    those calls' deposits count towards what it allows next. It is an upper
+    bound, never an estimate: the caller's own counter now (exact) minus the
+    last sample Prometheus holds from ``ttl`` ago or earlier. (Prometheus's
+    ``increase()`` over the last ``ttl`` was tried first; it misses the calls
+    since the last scrape, such as a steady-state probe's reads a moment ago,
+    and once allowed a budget-abiding gateway one retry too few.)
     """
     counters = _retry_counters(caller, dependency, route, configuration)
-    prior = promql(
-        f'sum(increase(resilience_retry_attempts_total{{job="{caller}",retrier="{dependency}",'
-        f'outcome!="retry"}}[{int(ttl)}s]))',
-        configuration=configuration,
+    calls_now = sum(v for k, v in counters["by_outcome"].items() if k != "retry")
+    then = prom_query(
+        f'sum(resilience_retry_attempts_total{{job="{caller}",retrier="{dependency}",'
+        f'outcome!="retry"}})',
+        configuration,
+        at=counters["at"] - ttl,
     )
-    counters["prior_calls"] = round(prior or 0.0, 1)
+    calls_then = float(then[0]["value"][1]) if then else 0.0
+    # A restart since then resets the counter: count every call since it.
+    counters["prior_calls"] = calls_now - calls_then if calls_now >= calls_then else calls_now
     _COUNTER_BASELINES[name] = counters
     return counters
 
@@ -192,8 +207,8 @@ def retry_amplification(
     Read from the services' own counters (exact, where Prometheus' increase()
     extrapolates). Every call ends in exactly one outcome that is not
     ``retry``, so calls = attempts - retries. The retry budget allows, in any
-    ``ttl`` window, ``ratio`` retries per call (this span's calls and the
-    ``ttl`` before it) plus ``floor_per_second`` × ``ttl``: that is
+    ``ttl`` window, ``ratio`` retries per call (this span's calls and at most
+    ``prior_calls`` before it) plus ``floor_per_second`` × ``ttl``: that is
     ``retries_allowed``, and ``over_budget`` the retries beyond it (0 when
     the guard holds). ``dependency_amplification`` is the dependency's own
     count of requests on ``route`` per call.
@@ -208,8 +223,15 @@ def retry_amplification(
     retries = by_outcome.get("retry", 0.0)
     calls = attempts - retries
     served = after["served"] - before["served"]
-    windows = max(1, math.ceil((after["at"] - before["at"]) / ttl))
-    allowed = ratio * (calls + before.get("prior_calls", 0.0)) + floor_per_second * ttl * windows
+    # The budget slides in ten buckets: a withdrawal sees the deposits of the
+    # last ttl at most, and the withdrawals of at least the last 0.9 ttl. So
+    # split the span into chunks of 0.9 ttl: a chunk's retries are bounded by
+    # the deposits from ttl before its start to its end, plus the floor, and
+    # one deposit lies in at most three chunks' reach. (An experiment that
+    # observes under 9 s has one chunk: the bound is the budget's own.)
+    chunks = max(1, math.ceil((after["at"] - before["at"]) / (0.9 * ttl)))
+    deposits = ratio * (calls + before.get("prior_calls", 0.0)) * min(chunks, 3)
+    allowed = deposits + floor_per_second * ttl * chunks
     return {
         "calls": int(calls),
         "attempts": int(attempts),
