@@ -121,9 +121,10 @@ async def stock_ledger(db: Database) -> dict[str, int]:
 
 # Reserve, commit and release are one statement each: PL/pgSQL functions
 # (migrations/0003_reservation_functions.sql; reserve_stock as 0004 replaced
-# it, checking prices), so one round trip each and
-# atomic without BEGIN/COMMIT. How each guarantee above holds inside them is
-# written there. Each call is a span "SELECT reserve_stock" and so on.
+# it, checking prices; settle_reservation as 0005 replaced it), so one round
+# trip each and atomic without BEGIN/COMMIT. How each guarantee above holds
+# inside them is written there. Each call is a span "SELECT reserve_stock" and
+# so on.
 _RESERVE = (
     "SELECT status, created, product_ids, quantities, short_product_id, short_available, "
     "short_requested, changed_price_cents FROM reserve_stock($1, $2, $3, $4)"
