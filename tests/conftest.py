@@ -19,6 +19,7 @@ from redline.mail_sink import MailSink
 from services.chassis.db import ensure_database
 from services.chassis.pgserver import EmbeddedPostgres
 from tests.harness import (
+    NO_RANDOM_DECLINES,
     PREDICTABLE_PAYMENTS,
     Platform,
     ServiceProcess,
@@ -196,7 +197,7 @@ def stack(
             "--alert-webhook", webhook.url,
             "--scrape", f"locust=127.0.0.1:{locust_port}",
             # Declines only where a test asks for one (a declining payment method).
-            "--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
+            *NO_RANDOM_DECLINES,
         ],
     ).start()  # fmt: skip
     yield s

@@ -210,6 +210,9 @@ PREDICTABLE_PAYMENTS = {
     "REDLINE_PROCESSOR_MEDIAN_LATENCY_MS": "5",
     "REDLINE_PROCESSOR_DECLINE_RATE": "0",
 }
+# `redline up`'s arguments for the same: no random declines of pm_card_visa
+# (2 % for a reader), so a cancelled order means the platform cancelled it.
+NO_RANDOM_DECLINES = ("--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0")
 
 
 @dataclass

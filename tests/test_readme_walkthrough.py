@@ -32,7 +32,7 @@ import pytest
 
 from redline.state import pid_alive
 from services.topology import SERVICES
-from tests.harness import FAST_PASSWORD_HASHING, ROOT, Stack
+from tests.harness import FAST_PASSWORD_HASHING, NO_RANDOM_DECLINES, ROOT, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -104,9 +104,7 @@ def test_detach_then_the_walkthrough_twice_then_down_stops_everything_in_reverse
     One stack for both stories: each start costs the suite ~30 s.
     """
     # No random declines: the checks below follow a confirmed order's commit.
-    stack = Stack.build(
-        tmp_path, otlp_endpoint=None, extra=["--env", "payments:REDLINE_PROCESSOR_DECLINE_RATE=0"]
-    )
+    stack = Stack.build(tmp_path, otlp_endpoint=None, extra=[*NO_RANDOM_DECLINES])
     env = {**os.environ, **FAST_PASSWORD_HASHING}
     up = subprocess.run(
         [*stack.argv(), "--detach"], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env

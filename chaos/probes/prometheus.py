@@ -37,10 +37,14 @@ def prom_query(
 
 
 def promql(
-    query: str, since_mark: str | None = None, configuration: Configuration | None = None
+    query: str,
+    since_mark: str | None = None,
+    configuration: Configuration | None = None,
+    at: float | None = None,
 ) -> float | None:
-    """The value of a query that yields one series (``$window``: the time since the mark)."""
-    result = prom_query(query.replace("$window", _window(since_mark)), configuration)
+    """The value of a query that yields one series (``$window``: the time since the mark),
+    now or at the Unix time ``at``."""
+    result = prom_query(query.replace("$window", _window(since_mark)), configuration, at)
     if not result:
         return None
     value = float(result[0]["value"][1])
@@ -179,13 +183,15 @@ def retry_counters(
     """
     counters = _retry_counters(caller, dependency, route, configuration)
     calls_now = sum(v for k, v in counters["by_outcome"].items() if k != "retry")
-    then = prom_query(
-        f'sum(resilience_retry_attempts_total{{job="{caller}",retrier="{dependency}",'
-        f'outcome!="retry"}})',
-        configuration,
-        at=counters["at"] - ttl,
+    calls_then = (
+        promql(
+            f'sum(resilience_retry_attempts_total{{job="{caller}",retrier="{dependency}",'
+            f'outcome!="retry"}})',
+            configuration=configuration,
+            at=counters["at"] - ttl,
+        )
+        or 0.0
     )
-    calls_then = float(then[0]["value"][1]) if then else 0.0
     # A restart since then resets the counter: count every call since it.
     counters["prior_calls"] = calls_now - calls_then if calls_now >= calls_then else calls_now
     _COUNTER_BASELINES[name] = counters

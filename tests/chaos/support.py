@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from tests.harness import ROOT, Stack, free_port, wait_until
+from tests.harness import NO_RANDOM_DECLINES, ROOT, Stack, free_port, wait_until
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 
@@ -191,8 +191,7 @@ def stack_arguments(proxy: FaultProxyProcess) -> tuple[str, ...]:
         "--env",
         "orders:REDLINE_SAGA_RECOVERY_INTERVAL_SECONDS=0.5",
         # Every charge succeeds, so a cancelled order means the platform cancelled it.
-        "--env",
-        "payments:REDLINE_PROCESSOR_DECLINE_RATE=0",
+        *NO_RANDOM_DECLINES,
     )
 
 

@@ -86,9 +86,9 @@ def fake(tmp_path: Path) -> Iterator[tuple[Fake, dict[str, Any]]]:
         return Handler
 
     servers = {
-        n: ThreadingHTTPServer(("127.0.0.1", 0), handler(n)) for n in ("gateway", "inventory")
+        n: ThreadingHTTPServer(("127.0.0.1", 0), handler(n))
+        for n in ("gateway", "inventory", "prometheus")
     }
-    servers["prometheus"] = ThreadingHTTPServer(("127.0.0.1", 0), handler("prometheus"))
     for server in servers.values():
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
@@ -100,7 +100,7 @@ def fake(tmp_path: Path) -> Iterator[tuple[Fake, dict[str, Any]]]:
             server.server_close()
 
 
-def _baseline(state: Fake, configuration: dict[str, Any]) -> dict[str, Any]:
+def _baseline(configuration: dict[str, Any]) -> dict[str, Any]:
     return retry_counters(
         "test", caller="gateway", dependency="inventory", route=ROUTE, configuration=configuration
     )
@@ -119,7 +119,7 @@ def test_prior_calls_are_the_counter_now_minus_prometheus_sample_from_ttl_ago(
     state.outcomes = {"success": 100, "retry": 10, "exhausted": 5}
     state.calls_then = 60.0
     started = time.time()
-    baseline = _baseline(state, configuration)
+    baseline = _baseline(configuration)
     assert baseline["prior_calls"] == 105 - 60  # retries are not calls
     (asked,) = state.asked
     assert 'outcome!="retry"' in asked["query"][0]
@@ -141,7 +141,7 @@ def test_retries_beyond_the_budget_are_counted_over_it(
 ) -> None:
     state, configuration = fake
     state.calls_then = 0.0
-    _baseline(state, configuration)
+    _baseline(configuration)
     state.outcomes = {"success": 100, "retry": 150, "exhausted": 50}
     out = _since(configuration)
     assert out["retries_allowed"] == pytest.approx(0.2 * 150 + 100)
@@ -155,7 +155,7 @@ def test_a_span_longer_than_the_budgets_window_is_bounded_chunk_by_chunk(
     withdrawals); each allows the floor, and a deposit counts in at most three."""
     state, configuration = fake
     state.calls_then = 0.0
-    _baseline(state, configuration)
+    _baseline(configuration)
     prometheus._COUNTER_BASELINES["test"]["at"] -= 20.0
     state.outcomes = {"success": 1000, "retry": 500}
     out = _since(configuration)
@@ -176,4 +176,4 @@ def test_without_a_usable_sample_every_call_the_counter_holds_counts(
     state, configuration = fake
     state.outcomes = {"success": 30, "exhausted": 10, "retry": 7}
     state.calls_then = calls_then
-    assert _baseline(state, configuration)["prior_calls"] == prior
+    assert _baseline(configuration)["prior_calls"] == prior
